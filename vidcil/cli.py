@@ -1,0 +1,68 @@
+"""``vidcil``: the command line for people (and the demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from vidcil.config import Params
+
+
+def _generate(params: Params) -> list[str]:
+    from vidcil.benchmark import default_stream, generate_stream
+
+    b = params.benchmark
+    specs = default_stream(b.class_batches, b.shift_batch, train_per_class=b.train_per_class,
+                           test_per_class=b.test_per_class, shift_train_per_class=b.shift_train_per_class,
+                           shift_test_per_class=b.shift_test_per_class)
+    missing = [s for s in specs if not (params.paths.landing / s.batch_id / "labels.csv").is_file()]
+    if missing:  # deterministic: a batch already written is the same bytes, so it is skipped
+        generate_stream(params.paths.landing, specs, seed=b.seed, n_frames=b.frames, size=b.size, fps=b.fps,
+                        only=[s.batch_id for s in missing])
+    return [s.batch_id for s in specs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vidcil", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("generate", help="write the bundled benchmark stream into paths.landing")
+    p = sub.add_parser("step", help="run one pipeline step for one batch")
+    p.add_argument("step")
+    p.add_argument("batch_id")
+    p = sub.add_parser("run-batch", help="run every step for one batch")
+    p.add_argument("batch_id")
+    p = sub.add_parser("run-stream", help="run every landed batch in arrival order")
+    p.add_argument("--report", type=Path, default=Path("reports"), help="where to write metrics/plots")
+    sub.add_parser("demo", help="generate the benchmark and run the whole stream")
+    args = parser.parse_args(argv)
+    params = Params.load(args.params)
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+    from vidcil import pipeline
+
+    if args.command == "generate":
+        print("\n".join(_generate(params)))
+    elif args.command == "step":
+        print(pipeline.run_step(params, args.step, args.batch_id))
+    elif args.command == "run-batch":
+        print(pipeline.run_batch(params, args.batch_id))
+    else:
+        start = time.perf_counter()
+        batch_ids = _generate(params) if args.command == "demo" else None
+        results = pipeline.run_stream(params, batch_ids)
+        last = [r["batch_id"] for r in results if r.get("decision") != "rejected"]
+        record = pipeline.stream_report(params, last[-1], Path("reports")) if last else None
+        if record:
+            pipeline.print_table(record, results)
+        print(f"wall time: {time.perf_counter() - start:.0f} s")
+        print("See the runs, plots and the champion: mlflow ui --backend-store-uri sqlite:///mlflow.db "
+              "(then open http://127.0.0.1:5000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

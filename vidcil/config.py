@@ -1,0 +1,118 @@
+"""Typed, validated configuration: ``params.yaml`` read once, at the edge.
+
+The library functions take plain arguments; only steps and entrypoints read a :class:`Params`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vidcil.models.tsm import ARCHS, STAGES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BenchmarkParams(_Section):
+    seed: int = 0
+    class_batches: int = Field(4, ge=1, le=4)  # 4 + 2 + 2 + 2 classes
+    shift_batch: bool = True  # a last batch of new footage of the known classes
+    train_per_class: int = Field(40, ge=1)
+    test_per_class: int = Field(12, ge=1)
+    shift_train_per_class: int = Field(16, ge=1)
+    shift_test_per_class: int = Field(6, ge=1)
+    frames: int = Field(16, ge=1)
+    size: int = Field(64, ge=16, multiple_of=2)
+    fps: int = Field(8, ge=1)
+
+
+class PathParams(_Section):
+    landing: Path = Path("data/landing")  # incoming batches (the contract)
+    store: Path = Path("data/store")  # accepted batches and memory versions (DVC-tracked)
+    runs: Path = Path("runs")  # per-batch step outputs
+
+
+class ModelParams(_Section):
+    arch: str = "resnet18"
+    num_segments: int = Field(8, ge=1)
+    shift_div: int = Field(8, ge=2)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    init_weights: Path | None = None  # a local state_dict file; nothing is downloaded
+
+    @field_validator("arch")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in ARCHS:
+            raise ValueError(f"unknown arch {v!r}; choose one of {', '.join(ARCHS)}")
+        return v
+
+
+class TrainParams(_Section):
+    epochs_first: int = Field(12, ge=1)  # batch 0, trained from scratch
+    epochs: int = Field(8, ge=1)  # later batches, distilled from the champion
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(0.02, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    seed: int = 0
+    threads: int = Field(2, ge=1)  # CPU threads for torch
+
+
+class DistilParams(_Section):
+    method: Literal["tsd"] = "tsd"
+    alpha: float = Field(0.5, ge=0, le=1)  # weight of the temporal term
+    lam: float = Field(1.0, ge=0)  # weight of the distillation loss against CE
+    pooling: Literal["mean", "max"] = "mean"
+    normalize: bool = True
+    stages: list[str] = ["layer4"]
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in STAGES]
+        if bad or not v:
+            raise ValueError(f"stages {bad or v} unknown; choose from {', '.join(STAGES)}")
+        return v
+
+
+class MemoryParams(_Section):
+    budget_bytes: int = Field(600_000, ge=1)
+    keyframe_threshold: float = Field(0.06, ge=0)  # RMS pixel difference in [0, 1]
+    candidates_per_class: int = Field(12, ge=1)
+
+
+class GateParams(_Section):
+    min_accuracy: float = Field(0.5, ge=0, le=1)  # on all classes seen so far
+    min_new_accuracy: float = Field(0.3, ge=0, le=1)  # on this batch's test videos
+    max_forgetting: float = Field(0.35, ge=0, le=1)  # mean forgetting
+    max_old_drop: float = Field(0.15, ge=0, le=1)  # challenger vs champion on the old classes
+
+
+class MlflowParams(_Section):
+    tracking_uri: str | None = None  # default: sqlite:///mlflow.db in the project; env wins
+    experiment: str = "vidcil"
+    model_name: str = "vidcil-video-classifier"
+
+
+class Params(_Section):
+    benchmark: BenchmarkParams = BenchmarkParams()
+    paths: PathParams = PathParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    distil: DistilParams = DistilParams()
+    memory: MemoryParams = MemoryParams()
+    gates: GateParams = GateParams()
+    mlflow: MlflowParams = MlflowParams()
+
+    @classmethod
+    def load(cls, path: str | Path = "params.yaml") -> "Params":
+        path = Path(path)
+        data = yaml.safe_load(path.read_text()) if path.exists() else {}
+        try:
+            return cls.model_validate(data or {})
+        except Exception as e:
+            raise ValueError(f"{path}: {e}") from e

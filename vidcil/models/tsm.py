@@ -1,0 +1,192 @@
+"""Temporal Shift Module (Lin et al., 2019) on torchvision 2D backbones.
+
+A :class:`VideoRecognizer` takes clips ``[N, T, 3, H, W]`` in [0, 1] and returns class logits
+``[N, K]``. Its backbone is cut into four stages named ``layer1`` .. ``layer4`` (output stride 4,
+8, 16, 32, whatever the architecture), and :meth:`VideoRecognizer.forward_features` exposes any of
+them as ``[N, T, C, H, W]`` for distillation. The classifier widens for new classes and keeps the
+old classes' weights.
+
+No weights are downloaded: optional initial backbone weights come from a local file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
+
+
+def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8) -> torch.Tensor:
+    """Shift 1/fold_div of the channels one step back in time and 1/fold_div one step forward.
+
+    ``x``: ``[N*T, C, H, W]``; zero-padded at the clip boundaries, so no frame sees another clip.
+    """
+    nt, c, h, w = x.shape
+    x = x.view(nt // num_segments, num_segments, c, h, w)
+    fold = c // fold_div
+    out = torch.zeros_like(x)
+    out[:, :-1, :fold] = x[:, 1:, :fold]  # each frame sees the next frame's features
+    out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]  # ... and the previous one's
+    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
+    return out.view(nt, c, h, w)
+
+
+class TemporalShift(nn.Module):
+    """Wraps a layer so its input is temporally shifted first (residual-branch shift)."""
+
+    def __init__(self, net: nn.Module, num_segments: int, fold_div: int = 8):
+        super().__init__()
+        self.net, self.num_segments, self.fold_div = net, num_segments, fold_div
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(temporal_shift(x, self.num_segments, self.fold_div))
+
+
+def _load_local_weights(model: nn.Module, path: str | Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path}: no tensor matches the {type(model).__name__} backbone")
+    model.load_state_dict(usable, strict=False)
+
+
+def _resnet_stages(arch: str, num_segments: int, fold_div: int, weights: str | Path | None):
+    net = getattr(torchvision.models, arch)(weights=None)
+    if weights:
+        _load_local_weights(net, weights)
+    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+        for block in layer:
+            block.conv1 = TemporalShift(block.conv1, num_segments, fold_div)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    stages = [nn.Sequential(stem, net.layer1), net.layer2, net.layer3, net.layer4]
+    return stages, net.fc.in_features
+
+
+def _mobilenet_stages(arch: str, num_segments: int, fold_div: int, weights: str | Path | None):
+    from torchvision.models.mobilenetv3 import InvertedResidual
+
+    net = getattr(torchvision.models, arch)(weights=None)
+    if weights:
+        _load_local_weights(net, weights)
+    # Cut the feature list where the output stride reaches 4, 8, 16 and 32 (probed before the
+    # shifts go in: a shift needs whole clips).
+    with torch.no_grad():
+        x, strides = torch.zeros(1, 3, 64, 64), []
+        for module in net.features:
+            x = module(x)
+            strides.append(64 // x.shape[-1])
+    for block in net.features:
+        if isinstance(block, InvertedResidual) and block.use_res_connect:
+            block.block[0] = TemporalShift(block.block[0], num_segments, fold_div)
+    ends = [max(i for i, s in enumerate(strides) if s == target) for target in (4, 8, 16)]
+    ends.append(len(net.features) - 1)
+    bounds = [0] + [e + 1 for e in ends]
+    stages = [net.features[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return stages, net.features[-1].out_channels
+
+
+def build_backbone(
+    arch: str, num_segments: int, fold_div: int = 8, weights: str | Path | None = None
+) -> tuple[nn.ModuleDict, int]:
+    """The four stages of a TSM backbone and the channel count of the last one."""
+    if arch.startswith("resnet"):
+        stages, dim = _resnet_stages(arch, num_segments, fold_div, weights)
+    elif arch.startswith("mobilenet_v3"):
+        stages, dim = _mobilenet_stages(arch, num_segments, fold_div, weights)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    return nn.ModuleDict(dict(zip(STAGES, stages))), dim
+
+
+class IncrementalLinear(nn.Module):
+    """A linear classifier that can widen for new classes, keeping the old rows untouched."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.fc.out_features
+
+    def widen(self, num_classes: int) -> None:
+        old = self.fc
+        if num_classes < old.out_features:
+            raise ValueError(f"cannot shrink the classifier from {old.out_features} to {num_classes}")
+        if num_classes == old.out_features:
+            return
+        new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+        with torch.no_grad():
+            new.weight[: old.out_features] = old.weight
+            new.bias[: old.out_features] = old.bias
+        self.fc = new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class ConsensusHead(nn.Module):
+    """Per-frame global average pool, average consensus over T, dropout, classifier."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.5):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = IncrementalLinear(in_features, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features``: ``[N, T, C, H, W]`` -> logits ``[N, K]``."""
+        pooled = features.mean(dim=(-2, -1)).mean(dim=1)
+        return self.classifier(self.dropout(pooled))
+
+
+class VideoRecognizer(nn.Module):
+    """TSM backbone + consensus head. Input ``[N, T, 3, H, W]`` in [0, 1], output logits."""
+
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        num_classes: int = 2,
+        num_segments: int = 8,
+        shift_div: int = 8,
+        dropout: float = 0.5,
+        weights: str | Path | None = None,
+    ):
+        super().__init__()
+        self.arch, self.num_segments = arch, num_segments
+        self.stages, dim = build_backbone(arch, num_segments, shift_div, weights)
+        self.head = ConsensusHead(dim, num_classes, dropout)
+        # ImageNet statistics: the usual convention, and what local initial weights expect.
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1))
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.classifier.num_classes
+
+    def widen(self, num_classes: int) -> None:
+        self.head.classifier.widen(num_classes)
+
+    def forward_features(
+        self, x: torch.Tensor, stages: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits ``[N, K]`` and the requested stages' features, each ``[N, T, C, H, W]``."""
+        n, t = x.shape[:2]
+        if t != self.num_segments:
+            raise ValueError(f"expected {self.num_segments} frames per clip, got {t}")
+        h = ((x - self.mean) / self.std).flatten(0, 1)
+        features = {}
+        for name, stage in self.stages.items():
+            h = stage(h)
+            if name in stages:
+                features[name] = h.view(n, t, *h.shape[1:])
+        return self.head(h.view(n, t, *h.shape[1:])), features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]

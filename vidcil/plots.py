@@ -1,0 +1,46 @@
+"""Figures people would rather look at than numbers: logged to MLflow, written for DVC."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def accuracy_matrix(record: dict):
+    """Heatmap of A[i, j]: accuracy after batch i (rows) on batch j's test videos (columns)."""
+    cols, rows = record["columns"], record["matrix"]
+    A = np.full((len(rows), len(cols)), np.nan)
+    for i, r in enumerate(rows):
+        A[i, : len(r)] = r
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(cols), 1.0 + 0.6 * len(rows)))
+    im = ax.imshow(A, vmin=0, vmax=1, cmap="viridis")
+    for (i, j), v in np.ndenumerate(A):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+    ax.set_xticks(range(len(cols)), cols, rotation=45)
+    ax.set_yticks(range(len(rows)), [b["batch_id"] for b in record["batches"]])
+    ax.set_xlabel("test videos of batch")
+    ax.set_ylabel("after batch")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def stream_curves(record: dict):
+    """Accuracy on all seen classes and memory bytes, per batch."""
+    batches = record["batches"]
+    x = [b["batch_id"] for b in batches]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(x, [b["accuracy_all_seen"] for b in batches], "o-", label="accuracy, all seen")
+    ax.plot(x, [b["forgetting_first"] for b in batches], "s--", label="forgetting (first batch)")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy / forgetting")
+    ax2 = ax.twinx()
+    ax2.bar(x, [b["memory_bytes"] / 1e3 for b in batches], alpha=0.25, color="gray", label="memory kB")
+    ax2.set_ylabel("memory (kB)")
+    fig.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig

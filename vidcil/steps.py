@@ -1,0 +1,360 @@
+"""The per-batch steps. Each takes the validated params and a batch id, reads what earlier steps
+wrote (``runs/<batch_id>/<step>.json``, the data store, the MLflow registry) and writes its own
+small JSON output. ``vidcil.pipeline.STEPS`` gives their order; components/ wraps each one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+
+from vidcil import plots, registry
+from vidcil.config import Params
+from vidcil.data.clips import ClipDataset, sample_indices, to_model_input
+from vidcil.data.contract import BatchRejected, build_manifest, content_hash
+from vidcil.data.video import decode_video
+from vidcil.distill.losses import DISTILLERS
+from vidcil.memory.exemplars import rank_exemplars, true_class_confidence
+from vidcil.memory.store import build_memory
+from vidcil.metrics import continual
+from vidcil.models.tsm import VideoRecognizer
+from vidcil.promotion import evaluate_gates
+from vidcil.stream import (
+    Store, batch_run_record, champion, pending_batches, read_output, run_dir, write_output,
+)
+from vidcil.training import predict_proba, train
+
+
+def _store(params: Params) -> Store:
+    return Store(params.paths.store)
+
+
+# -- 1. validate -----------------------------------------------------------------------------
+
+def validate(params: Params, batch_id: str) -> dict:
+    """Probe the landed batch, quarantine bad rows, accept it into the store or reject it."""
+    store = _store(params)
+    source = params.paths.landing / batch_id
+    out = run_dir(params, batch_id)
+    try:
+        manifest = build_manifest(source, min_frames=1)
+        accepted, quarantined = manifest.accepted, manifest.quarantined
+        quarantined.to_csv(out / "quarantine.csv", index=False)
+        if accepted.empty:
+            raise BatchRejected(f"{source}: no usable row ({len(quarantined)} quarantined, see quarantine.csv)")
+        train_classes = set(accepted.loc[accepted["split"] == "train", "label"])
+        test_classes = set(accepted.loc[accepted["split"] == "test", "label"])
+        if train_classes != test_classes:
+            raise BatchRejected(
+                f"{source}: classes {sorted(train_classes ^ test_classes)} lack train or test videos; "
+                "every class in a batch needs both"
+            )
+        data_hash = content_hash(accepted)
+        target = store.batch_dir(batch_id)
+        if target.exists():
+            stored = content_hash(store.manifest(batch_id))
+            if stored != data_hash:
+                raise BatchRejected(
+                    f"batch id {batch_id} was already accepted with other content; "
+                    "give new data a new batch id"
+                )
+        else:
+            staging = target.with_name(f".{batch_id}.partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            for video in accepted["video"]:
+                (staging / video).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / video, staging / video)
+            accepted.to_csv(staging / "manifest.csv", index=False)
+            os.replace(staging, target)
+    except BatchRejected as e:
+        write_output(params, batch_id, "validate", {"batch_id": batch_id, "verdict": "rejected", "reason": str(e)})
+        raise
+    known = set()
+    for b in store.accepted():
+        if b < batch_id:
+            known |= set(store.manifest(b)["label"])
+    return write_output(params, batch_id, "validate", {
+        "batch_id": batch_id, "verdict": "accepted", "data_hash": data_hash,
+        "accepted": len(accepted), "quarantined": quarantined.to_dict(orient="records"),
+        "classes": sorted(set(accepted["label"])), "new_classes": sorted(set(accepted["label"]) - known),
+    })
+
+
+# -- 2. select exemplars ---------------------------------------------------------------------
+
+def select_exemplars(params: Params, batch_id: str) -> dict:
+    """Score the champion's not-yet-remembered training videos by confidence; rank per class."""
+    store, champ = _store(params), champion(params)
+    out = run_dir(params, batch_id)
+    result = {"batch_id": batch_id, "teacher_version": None, "batches": [], "candidates": 0}
+    ranked = pd.DataFrame(columns=["batch_id", "video", "label", "confidence", "rank"])
+    if champ is not None:
+        memory = store.memory(champ.batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+        batches = [b for b in store.accepted(champ.batch_id) if b not in memory.batches]
+        rows = store.rows(batches, "train")
+        rows = rows[rows["label"].isin(champ.class_names)].reset_index(drop=True)
+        if not rows.empty:
+            teacher, _ = registry.load_version(params.mlflow.model_name, champ.version)
+            data = ClipDataset(store.refs(rows, champ.class_names), params.model.num_segments, train=False)
+            probs = predict_proba(teacher, data)
+            rows["confidence"] = true_class_confidence(probs, data.labels)
+            ranked = rank_exemplars(rows[["batch_id", "video", "label", "confidence"]],
+                                    params.memory.candidates_per_class)
+        result.update(teacher_version=champ.version, batches=batches, candidates=len(ranked))
+    ranked.to_csv(out / "exemplars.csv", index=False)
+    return write_output(params, batch_id, "select_exemplars", result)
+
+
+# -- 3. extract keyframes --------------------------------------------------------------------
+
+def extract_keyframes(params: Params, batch_id: str) -> dict:
+    """Write the memory version batch ``batch_id`` trains on: old memory rebalanced + new keyframes."""
+    store, champ = _store(params), champion(params)
+    target = store.memory_dir / batch_id
+    if (target / "index.json").is_file():
+        memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+    else:
+        selection = read_output(params, batch_id, "select_exemplars")
+        ranked = pd.read_csv(run_dir(params, batch_id) / "exemplars.csv", dtype={"label": str, "video": str})
+        previous = store.memory(champ.batch_id if champ else None,
+                                params.memory.budget_bytes, params.memory.keyframe_threshold)
+        memory = build_memory(
+            previous, ranked, lambda b, v: store.batch_dir(b) / v, target,
+            budget_bytes=params.memory.budget_bytes, threshold=params.memory.keyframe_threshold,
+            batches=tuple(sorted(set(previous.batches) | set(selection["batches"]))),
+        )
+    e = memory.entries
+    return write_output(params, batch_id, "extract_keyframes", {
+        "batch_id": batch_id, "memory_version": batch_id, "memory_hash": memory.content_hash,
+        "memory_bytes": memory.bytes_on_disk, "budget_bytes": memory.budget_bytes,
+        "exemplars": len(e), "keyframes": int(sum(len(k) for k in e["keyframes"])),
+        "per_class": e.groupby("label").size().to_dict(), "batches": list(memory.batches),
+    })
+
+
+# -- 4. distil -------------------------------------------------------------------------------
+
+def class_names_for(store: Store, champ, pending: list[str]) -> list[str]:
+    """The champion's classes, then new classes in arrival order (sorted within a batch)."""
+    names = list(champ.class_names) if champ else []
+    for b in pending:
+        names += [c for c in sorted(set(store.manifest(b)["label"])) if c not in names]
+    return names
+
+
+def distil(params: Params, batch_id: str) -> dict:
+    """Train the student on the pending batches + memory, distilling from the champion."""
+    torch.set_num_threads(params.train.threads)
+    store, champ = _store(params), champion(params)
+    pending = pending_batches(store, batch_id, champ)
+    class_names = class_names_for(store, champ, pending)
+    memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+    refs = store.refs(store.rows(pending, "train"), class_names) + store.memory_refs(memory, class_names)
+    data = ClipDataset(refs, params.model.num_segments, train=True, seed=params.train.seed)
+
+    teacher = distiller = None
+    if champ is not None:
+        teacher, _ = registry.load_version(params.mlflow.model_name, champ.version)
+        student, _ = registry.load_version(params.mlflow.model_name, champ.version)
+        student.widen(len(class_names))
+        distiller = DISTILLERS[params.distil.method](params.distil.alpha, params.distil.pooling,
+                                                     params.distil.normalize)
+        epochs = params.train.epochs
+    else:
+        m = params.model
+        student = VideoRecognizer(m.arch, len(class_names), m.num_segments, m.shift_div, m.dropout, m.init_weights)
+        epochs = params.train.epochs_first
+
+    from rich.progress import Progress  # progress for people; logs stay plain
+
+    start = time.perf_counter()
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"{batch_id} {'distil' if teacher else 'train'}", total=epochs)
+        result = train(
+            student, data, epochs=epochs, batch_size=params.train.batch_size, lr=params.train.lr,
+            weight_decay=params.train.weight_decay, seed=params.train.seed, teacher=teacher,
+            distiller=distiller, lam=params.distil.lam, stages=tuple(params.distil.stages),
+            on_epoch=lambda e, row: bar.update(task, advance=1, description=(
+                f"{batch_id} epoch {e + 1}/{epochs} loss {row['loss']:.3f} acc {row['train_accuracy']:.2f}")),
+        )
+    wall = time.perf_counter() - start
+    config = registry.model_config(student, class_names, params.model.dropout, params.model.shift_div)
+    registry.save_checkpoint(student.cpu(), config, run_dir(params, batch_id) / "model")
+    return write_output(params, batch_id, "distil", {
+        "batch_id": batch_id, "teacher_version": champ.version if champ else None,
+        "pending_batches": pending, "class_names": class_names, "train_clips": len(data),
+        "memory_clips": len(memory.entries), "epochs": result.epochs, "optimizer_steps": result.steps,
+        "train_seconds": round(wall, 1), "history": result.history,
+        "model_parameters": sum(p.numel() for p in student.parameters()),
+    })
+
+
+# -- 5. evaluate -----------------------------------------------------------------------------
+
+def _accuracy_row(model, store: Store, columns: list[str], class_names: list[str], num_segments: int):
+    """Accuracy on each accepted batch's test videos, and on all of them ([columns], overall)."""
+    rows = store.rows(columns, "test")
+    rows = rows.assign(known=rows["label"].isin(class_names))
+    names = class_names + sorted(set(rows["label"]) - set(class_names))  # unknown: never predicted
+    data = ClipDataset(store.refs(rows, names), num_segments, train=False)
+    pred = predict_proba(model, data).argmax(1)
+    correct = pred == data.labels
+    per_batch = [float(correct[(rows["batch_id"] == b).to_numpy()].mean()) for b in columns]
+    return per_batch, float(correct.mean())
+
+
+def evaluate(params: Params, batch_id: str) -> dict:
+    """Challenger and champion on the test videos of every accepted batch so far."""
+    torch.set_num_threads(params.train.threads)
+    store, champ = _store(params), champion(params)
+    columns = store.accepted(batch_id)
+    challenger, config = registry.load_checkpoint(run_dir(params, batch_id) / "model")
+    row, acc_all = _accuracy_row(challenger, store, columns, config["class_names"], params.model.num_segments)
+    result = {"batch_id": batch_id, "columns": columns, "challenger_row": row, "challenger_accuracy": acc_all}
+    if champ is not None:
+        model, _ = registry.load_version(params.mlflow.model_name, champ.version)
+        c_row, c_all = _accuracy_row(model, store, columns, champ.class_names, params.model.num_segments)
+        result.update(champion_version=champ.version, champion_row=c_row, champion_accuracy=c_all,
+                      old_columns=store.accepted(champ.batch_id))
+    # The service history: the accuracy matrix as it stood after the previous decided batch.
+    previous = [b for b in columns if b < batch_id]
+    record = batch_run_record(previous[-1]) if previous else None
+    history = record["matrix"] if record else []
+    matrix = _square(history + [row], len(columns))
+    memory = read_output(params, batch_id, "extract_keyframes")
+    result.update(
+        history=history,
+        accuracy_all_seen=acc_all,
+        accuracy_new=row[-1],
+        forgetting_first=continual.forgetting_first(matrix),
+        mean_forgetting=continual.mean_forgetting(matrix),
+        backward_transfer=continual.backward_transfer(matrix),
+        memory_bytes=memory["memory_bytes"],
+    )
+    return write_output(params, batch_id, "evaluate", result)
+
+
+def _square(rows: list[list[float]], width: int) -> np.ndarray:
+    A = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        A[i, : len(r)] = r
+    return A
+
+
+# -- 6. register -----------------------------------------------------------------------------
+
+def _code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=registry.PROJECT_ROOT).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=registry.PROJECT_ROOT).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def register(params: Params, batch_id: str) -> dict:
+    """Log the run (params, metrics, plots, model) and register a version with lineage tags."""
+    name = params.mlflow.model_name
+    existing = registry.version_for_batch(name, batch_id)
+    if existing is not None:  # re-run: the batch is registered already, change nothing
+        return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": existing.version,
+                                                           "run_id": existing.run_id, "reused": True})
+    valid, memory = read_output(params, batch_id, "validate"), read_output(params, batch_id, "extract_keyframes")
+    trained, ev = read_output(params, batch_id, "distil"), read_output(params, batch_id, "evaluate")
+    checkpoint = run_dir(params, batch_id) / "model"
+    example = _input_example(_store(params), batch_id, params.model.num_segments)
+    with mlflow.start_run(run_name=batch_id, tags={f"{registry.TAG}batch_id": batch_id}) as run:
+        mlflow.log_params({f"{section}.{k}": v for section, values in params.model_dump(mode="json").items()
+                           if section not in ("paths", "mlflow", "benchmark") for k, v in values.items()})
+        for epoch, row in enumerate(trained["history"]):
+            mlflow.log_metrics({f"train_{k}": v for k, v in row.items()}, step=epoch)
+        mlflow.log_metrics({k: ev[k] for k in ("accuracy_all_seen", "accuracy_new", "forgetting_first",
+                                                "mean_forgetting", "backward_transfer", "memory_bytes")}
+                           | {"optimizer_steps": trained["optimizer_steps"], "train_seconds": trained["train_seconds"]})
+        for step in ("validate", "select_exemplars", "extract_keyframes", "distil", "evaluate"):
+            mlflow.log_artifact(str(run_dir(params, batch_id) / f"{step}.json"), "steps")
+        model_uri = registry.log_model(checkpoint, example)
+        tags = {
+            "batch_id": batch_id, "data_hash": valid["data_hash"], "memory_version": memory["memory_version"],
+            "memory_hash": memory["memory_hash"], "memory_bytes": memory["memory_bytes"],
+            "code_version": _code_version(), "teacher_version": trained["teacher_version"] or "none",
+            "pending_batches": ",".join(trained["pending_batches"]),
+            "class_names": json.dumps(trained["class_names"]),
+            "accuracy_all_seen": f"{ev['accuracy_all_seen']:.4f}", "mean_forgetting": f"{ev['mean_forgetting']:.4f}",
+        }
+        version = registry.register(model_uri, name, tags)
+        registry.client().set_registered_model_alias(name, registry.CHALLENGER, version.version)
+    return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": version.version,
+                                                       "run_id": run.info.run_id, "reused": False})
+
+
+def _input_example(store: Store, batch_id: str, num_segments: int) -> np.ndarray:
+    row = store.rows([batch_id], "test").iloc[0]
+    frames = decode_video(store.batch_dir(batch_id) / row["video"])
+    return to_model_input(frames[sample_indices(len(frames), num_segments, train=False)])[None].numpy()
+
+
+# -- 7. promote ------------------------------------------------------------------------------
+
+def promote(params: Params, batch_id: str) -> dict:
+    """Apply the gates; move ``champion`` on a pass, record the reason either way."""
+    name = params.mlflow.model_name
+    reg = read_output(params, batch_id, "register")
+    version = registry.client().get_model_version(name, reg["version"])
+    decided = registry.tag(version, "decision")
+    if decided:  # re-run: already decided, change nothing
+        return write_output(params, batch_id, "promote", {
+            "batch_id": batch_id, "version": version.version, "decision": decided,
+            "reasons": json.loads(registry.tag(version, "gate_reasons", "[]")), "reused": True})
+    ev = read_output(params, batch_id, "evaluate")
+    decision = evaluate_gates(ev, params.gates, params.memory.budget_bytes)
+    previous = champion(params)
+    if decision.passed:
+        registry.client().set_registered_model_alias(name, registry.CHAMPION, version.version)
+        row, acc_all, service_version = ev["challenger_row"], ev["challenger_accuracy"], version.version
+    else:  # the champion stays in service; its row is what users get after this batch
+        row, acc_all = ev.get("champion_row", [0.0] * len(ev["columns"])), ev.get("champion_accuracy", 0.0)
+        service_version = previous.version if previous else None
+    record = _stream_record(ev, row, acc_all, batch_id, version.version, service_version, decision.passed)
+    registry.set_tags(name, version.version, {
+        "decision": "promoted" if decision.passed else "held",
+        "gate_reasons": json.dumps(decision.reasons), "gates": json.dumps(decision.checks),
+        "previous_champion": previous.version if previous else "none",
+    })
+    with mlflow.start_run(run_id=reg["run_id"]):
+        mlflow.log_dict(record, "stream.json")
+        mlflow.log_metrics({f"gate_{k}": float(v["passed"]) for k, v in decision.checks.items()})
+        mlflow.log_figure(plots.accuracy_matrix(record), "plots/accuracy_matrix.png")
+        mlflow.log_figure(plots.stream_curves(record), "plots/accuracy_memory_vs_batch.png")
+        mlflow.set_tag(f"{registry.TAG}decision", "promoted" if decision.passed else "held")
+    return write_output(params, batch_id, "promote", {
+        "batch_id": batch_id, "version": version.version, "decision": "promoted" if decision.passed else "held",
+        "reasons": decision.reasons, "champion_version": service_version, "reused": False})
+
+
+def _stream_record(ev, row, acc_all, batch_id, version, service_version, promoted) -> dict:
+    """The service record after this batch: accuracy matrix and per-batch summary rows."""
+    previous = [b for b in ev["columns"] if b < batch_id]
+    before = batch_run_record(previous[-1]) if previous else None
+    matrix = ev["history"] + [row]
+    A = _square(matrix, len(ev["columns"]))
+    summary = (before["batches"] if before else []) + [{
+        "batch_id": batch_id, "version": version, "promoted": promoted, "champion_version": service_version,
+        "accuracy_all_seen": acc_all, "accuracy_new": row[-1],
+        "forgetting_first": continual.forgetting_first(A), "mean_forgetting": continual.mean_forgetting(A),
+        "backward_transfer": continual.backward_transfer(A), "memory_bytes": ev["memory_bytes"],
+    }]
+    aia = continual.average_incremental_accuracy([s["accuracy_all_seen"] for s in summary])
+    return {"columns": ev["columns"], "matrix": matrix, "batches": summary,
+            "average_incremental_accuracy": aia}
