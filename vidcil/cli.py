@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_ids = _generate(params) if args.command == "demo" else None
         results = pipeline.run_stream(params, batch_ids)
         last = [r["batch_id"] for r in results if r.get("decision") != "rejected"]
-        record = pipeline.stream_report(params, last[-1], Path("reports")) if last else None
+        report = getattr(args, "report", Path("reports"))
+        record = pipeline.stream_report(params, last[-1], report) if last else None
         if record:
             pipeline.print_table(record, results)
         print(f"wall time: {time.perf_counter() - start:.0f} s")

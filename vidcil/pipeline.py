@@ -13,7 +13,7 @@ from typing import Callable
 from rich.console import Console
 from rich.table import Table
 
-from vidcil import registry, steps
+from vidcil import plots, registry, steps
 from vidcil.config import Params
 from vidcil.data.contract import BatchRejected
 from vidcil.stream import batch_run_record
@@ -85,10 +85,9 @@ def stream_report(params: Params, last_batch: str, out_dir: Path | None = None) 
         keys = ["batch_id", "accuracy_all_seen", "forgetting_first", "mean_forgetting", "memory_bytes"]
         lines = [",".join(keys)] + [",".join(str(b[k]) for k in keys) for b in record["batches"]]
         (out_dir / "stream.csv").write_text("\n".join(lines) + "\n")
-        cols = record["columns"]
-        rows = ["after,batch,accuracy"] + [f"{record['batches'][i]['batch_id']},{cols[j]},{a}"
-                                           for i, r in enumerate(record["matrix"]) for j, a in enumerate(r)]
-        (out_dir / "accuracy_matrix.csv").write_text("\n".join(rows) + "\n")
+        (out_dir / "plots").mkdir(exist_ok=True)
+        plots.save(plots.accuracy_matrix(record), out_dir / "plots" / "accuracy_matrix.png")
+        plots.save(plots.stream_curves(record), out_dir / "plots" / "accuracy_memory_vs_batch.png")
     return record
 
 

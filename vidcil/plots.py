@@ -44,3 +44,12 @@ def stream_curves(record: dict):
     fig.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def save(fig, path) -> None:
+    fig.savefig(path, dpi=100)
+    close(fig)
+
+
+def close(fig) -> None:
+    plt.close(fig)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -25,10 +24,6 @@ from mlflow.types import Schema, TensorSpec
 
 from vidcil.models.tsm import VideoRecognizer
 
-# Our predict takes a tensor-shaped array described by the signature; MLflow's type-hint
-# validation does not apply to it.
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
-
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "vidcil."  # prefix of every tag this project writes
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +35,7 @@ def configure(tracking_uri: str | None, experiment: str) -> str:
     With a local SQLite store the artifacts go to ``mlartifacts/`` beside it (never ``./mlruns``);
     with a server the server decides. Returns the tracking URI in use.
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:

@@ -5,6 +5,7 @@ small JSON output. ``vidcil.pipeline.STEPS`` gives their order; components/ wrap
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -164,7 +165,7 @@ def distil(params: Params, batch_id: str) -> dict:
     teacher = distiller = None
     if champ is not None:
         teacher, _ = registry.load_version(params.mlflow.model_name, champ.version)
-        student, _ = registry.load_version(params.mlflow.model_name, champ.version)
+        student = copy.deepcopy(teacher)  # the teacher's architecture and weights, widened
         student.widen(len(class_names))
         distiller = DISTILLERS[params.distil.method](params.distil.alpha, params.distil.pooling,
                                                      params.distil.normalize)
@@ -335,8 +336,10 @@ def promote(params: Params, batch_id: str) -> dict:
     with mlflow.start_run(run_id=reg["run_id"]):
         mlflow.log_dict(record, "stream.json")
         mlflow.log_metrics({f"gate_{k}": float(v["passed"]) for k, v in decision.checks.items()})
-        mlflow.log_figure(plots.accuracy_matrix(record), "plots/accuracy_matrix.png")
-        mlflow.log_figure(plots.stream_curves(record), "plots/accuracy_memory_vs_batch.png")
+        for fig, name in ((plots.accuracy_matrix(record), "accuracy_matrix"),
+                          (plots.stream_curves(record), "accuracy_memory_vs_batch")):
+            mlflow.log_figure(fig, f"plots/{name}.png")
+            plots.close(fig)
         mlflow.set_tag(f"{registry.TAG}decision", "promoted" if decision.passed else "held")
     return write_output(params, batch_id, "promote", {
         "batch_id": batch_id, "version": version.version, "decision": "promoted" if decision.passed else "held",

@@ -81,7 +81,7 @@ def champion(params: Params) -> Champion | None:
     v = registry.version_by_alias(params.mlflow.model_name, registry.CHAMPION)
     if v is None:
         return None
-    return Champion(v.version, registry.tag(v, "batch_id"), json.loads(registry.tag(v, "class_names")))
+    return Champion(str(v.version), registry.tag(v, "batch_id"), json.loads(registry.tag(v, "class_names")))
 
 
 def pending_batches(store: Store, batch_id: str, champ: Champion | None) -> list[str]:

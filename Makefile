@@ -1,0 +1,34 @@
+# `make demo` and `make test` do all the setup on a fresh machine (Python 3.11 + pip).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup demo test test-fast dvc-repro mlflow-ui clean
+
+setup: $(VENV)/.installed
+
+# Exact versions from requirements.lock; the package itself in editable mode.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+demo: setup  ## generate the bundled benchmark and run every batch through the pipeline
+	$(VENV)/bin/vidcil demo
+
+test: setup  ## the whole test suite (CI runs exactly this)
+	$(PY) -m pytest
+
+test-fast: setup  ## unit tests only
+	$(PY) -m pytest -m "not e2e"
+
+dvc-repro: setup  ## reproduce the stream with DVC
+	$(VENV)/bin/dvc repro
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:  ## remove everything the demo wrote (not the venv)
+	rm -rf data runs reports mlflow.db mlartifacts

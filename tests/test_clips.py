@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from vidcil.data.clips import ClipDataset, ClipRef, sample_indices, to_model_input
+from vidcil.data.video import VideoDecodeError, decode_video, probe_video, write_video
+from tests.conftest import moving_square
+
+
+def test_test_time_sampling_takes_segment_centres():
+    assert sample_indices(16, 8, train=False).tolist() == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert sample_indices(8, 8, train=False).tolist() == list(range(8))
+
+
+def test_training_sampling_stays_in_its_segment_and_in_order():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = sample_indices(20, 4, train=True, rng=rng)
+        assert (np.diff(idx) > 0).all()
+        assert all(5 * s <= i < 5 * (s + 1) for s, i in enumerate(idx))
+
+
+def test_fewer_frames_than_segments_repeats_them_in_order():
+    # A keyframe memory of 3 frames, 8 segments: every keyframe used, temporal order kept.
+    idx = sample_indices(3, 8, train=True)
+    assert idx.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert sample_indices(1, 4, train=False).tolist() == [0, 0, 0, 0]
+
+
+def test_mp4_round_trip_is_real_h264_and_deterministic(tmp_path):
+    frames = moving_square(12, size=32)
+    size = write_video(tmp_path / "a.mp4", frames, fps=8)
+    write_video(tmp_path / "b.mp4", frames, fps=8)
+    assert size == (tmp_path / "a.mp4").stat().st_size
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    probe = probe_video(tmp_path / "a.mp4")
+    assert (probe.frames, probe.width, probe.height, probe.codec) == (12, 32, 32, "h264")
+    assert probe.duration_s == pytest.approx(1.5)
+    decoded = decode_video(tmp_path / "a.mp4")
+    assert decoded.shape == frames.shape
+    assert np.abs(decoded.astype(int) - frames).mean() < 4  # lossy, but close
+
+
+def test_undecodable_file_names_the_file(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    with pytest.raises(VideoDecodeError, match="notes.mp4"):
+        decode_video(bad)
+
+
+def test_dataset_yields_model_input(tmp_path):
+    write_video(tmp_path / "a.mp4", moving_square(12, size=32))
+    data = ClipDataset([ClipRef(tmp_path / "a.mp4", 3)], num_segments=4, train=False)
+    x, y = data[0]
+    assert x.shape == (4, 3, 32, 32) and x.dtype.is_floating_point and y == 3
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert to_model_input(np.zeros((2, 4, 8, 8, 3), np.uint8)).shape == (2, 4, 3, 8, 8)

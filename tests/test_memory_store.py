@@ -1,0 +1,72 @@
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import moving_square
+from vidcil.data.video import decode_video, write_video
+from vidcil.memory.store import KeyframeMemory, build_memory, empty_memory
+
+
+def _videos(tmp_path, n):
+    folder = tmp_path / "batch"
+    for i in range(n):
+        write_video(folder / f"v{i}.mp4", moving_square(12, size=32, jumps=(3 + i % 3, 9)))
+    return lambda batch_id, video: folder / video
+
+
+def _ranked(labels_conf):
+    return pd.DataFrame([{"batch_id": "b0", "video": f"v{i}.mp4", "label": lab, "confidence": c}
+                         for i, (lab, c) in enumerate(labels_conf)])
+
+
+def test_memory_holds_keyframe_shards_within_budget_and_bytes_are_on_disk(tmp_path):
+    source = _videos(tmp_path, 4)
+    ranked = _ranked([("a", 0.9), ("a", 0.8), ("b", 0.7), ("b", 0.6)])
+    mem = build_memory(empty_memory(tmp_path / "m", 10**6, 0.05), ranked, source, tmp_path / "m/b1",
+                       budget_bytes=10**6, threshold=0.05, batches=("b0",))
+    assert len(mem.entries) == 4
+    assert all(k == [0, 3 + i % 3, 9] for i, k in zip(range(4), mem.entries.keyframes))
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "m/b1").rglob("*") if p.is_file())
+    assert mem.bytes_on_disk == on_disk  # one shard per video + the index, nothing else
+    assert len(list((tmp_path / "m/b1/shards").iterdir())) == 4
+    assert decode_video(mem.shard_path(mem.entries.iloc[0])).shape[0] == 3  # keyframes only
+    assert KeyframeMemory.load(tmp_path / "m/b1").content_hash == mem.content_hash
+
+
+def test_new_classes_shrink_old_shares_least_confident_first(tmp_path):
+    source = _videos(tmp_path, 6)
+    first = build_memory(empty_memory(tmp_path / "m", 0, 0.05), _ranked([("a", 0.9), ("a", 0.5), ("a", 0.7)]),
+                         source, tmp_path / "m/b1", budget_bytes=10**6, threshold=0.05, batches=("b0",))
+    biggest, smallest = int(first.entries.bytes.max()), int(first.entries.bytes.min())
+    budget = 2 * (2 * biggest + smallest // 2)  # two classes, room for two exemplars each
+    new = _ranked([("b", 0.0)] * 3 + [("b", 0.8), ("b", 0.6), ("b", 0.4)]).iloc[3:]
+    second = build_memory(first, new, source, tmp_path / "m/b2", budget_bytes=budget, threshold=0.05,
+                          batches=("b0", "b1"))
+    by_class = second.entries.groupby("label").confidence.apply(list).to_dict()
+    assert by_class == {"a": [0.9, 0.7], "b": [0.8, 0.6]}  # the least confident of each went
+    assert second.bytes_on_disk <= budget
+    # The earlier version is untouched (immutable), and a version is never overwritten.
+    assert KeyframeMemory.load(tmp_path / "m/b1").entries.confidence.tolist() == [0.9, 0.7, 0.5]
+    with pytest.raises(FileExistsError):
+        build_memory(first, new, source, tmp_path / "m/b2", budget_bytes=budget, threshold=0.05, batches=())
+
+
+def test_a_budget_too_small_for_one_exemplar_per_class_fails_and_writes_nothing(tmp_path):
+    source = _videos(tmp_path, 2)
+    with pytest.raises(ValueError, match="raise memory.budget_bytes"):
+        build_memory(empty_memory(tmp_path / "m", 0, 0.05), _ranked([("a", 0.9), ("b", 0.8)]), source,
+                     tmp_path / "m/b1", budget_bytes=500, threshold=0.05, batches=("b0",))
+    assert not (tmp_path / "m/b1").exists()
+    assert not any(p.name.endswith(".partial") for p in (tmp_path / "m").iterdir())
+
+
+def test_index_records_provenance(tmp_path):
+    source = _videos(tmp_path, 1)
+    build_memory(empty_memory(tmp_path / "m", 0, 0.05), _ranked([("a", 0.9)]), source, tmp_path / "m/b1",
+                 budget_bytes=10**6, threshold=0.05, batches=("b0",))
+    index = json.loads((tmp_path / "m/b1/index.json").read_text())
+    assert index["batches"] == ["b0"] and index["threshold"] == 0.05
+    assert index["entries"][0] | {"shard": None, "bytes": None} == {
+        "label": "a", "batch_id": "b0", "video": "v0.mp4", "confidence": 0.9, "keyframes": [0, 3, 9],
+        "shard": None, "bytes": None}
