@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +82,7 @@ def default_stream(
     return specs
 
 
+@lru_cache(maxsize=1)
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
@@ -174,32 +178,43 @@ def generate_stream(
 ) -> list[Path]:
     """Write every batch of ``specs`` under ``landing`` in the incoming-batch contract.
 
-    Returns the batch folders. ``labels.csv`` is written last: a batch is complete when it exists.
+    Returns the batch folders. Videos are rendered and encoded on every core; each batch's
+    ``labels.csv`` is written last: a batch is complete when it exists.
     ``only``: write just these batch ids (the others' random draws are unaffected).
     """
-    images, _ = _digits()
-    folders = []
+    jobs, labels = [], {}
     for b, spec in enumerate(specs):
         if only is not None and spec.batch_id not in only:
             continue
         folder = Path(landing) / spec.batch_id
-        rows = []
-        for c, motion in enumerate(spec.classes):
+        labels[folder] = []
+        for motion in spec.classes:
             for split, count in (("train", spec.train_per_class), ("test", spec.test_per_class)):
                 for n in range(count):
-                    # One generator per video: any video is reproducible on its own.
-                    rng = np.random.default_rng([seed, b, MOTIONS.index(motion), split == "test", n])
-                    digit = images[rng.integers(len(images))]
-                    clip = render_clip(
-                        motion, digit, rng, n_frames=n_frames, size=size,
-                        noise=spec.noise, background_cells=spec.background_cells,
-                    )
                     rel = f"{split}/{motion}/{n:03d}.mp4"
-                    write_video(folder / rel, clip, fps=fps)
-                    rows.append({"video": rel, "label": motion, "split": split})
+                    # One generator per video: any video is reproducible on its own.
+                    key = (seed, b, MOTIONS.index(motion), int(split == "test"), n)
+                    jobs.append((folder / rel, motion, key, spec.noise, spec.background_cells, n_frames, size, fps))
+                    labels[folder].append({"video": rel, "label": motion, "split": split})
+    workers = max(1, min(os.cpu_count() or 1, len(jobs) // 8))
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            list(pool.map(_write_clip, jobs, chunksize=8))
+    else:
+        for job in jobs:
+            _write_clip(job)
+    for folder, rows in labels.items():
         with open(folder / "labels.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["video", "label", "split"])
             writer.writeheader()
             writer.writerows(rows)
-        folders.append(folder)
-    return folders
+    return list(labels)
+
+
+def _write_clip(job) -> None:
+    path, motion, key, noise, cells, n_frames, size, fps = job
+    rng = np.random.default_rng(key)
+    images = _digits()[0]
+    digit = images[rng.integers(len(images))]
+    clip = render_clip(motion, digit, rng, n_frames=n_frames, size=size, noise=noise, background_cells=cells)
+    write_video(path, clip, fps=fps)

@@ -24,7 +24,7 @@ class BenchmarkParams(_Section):
     shift_batch: bool = True  # a last batch of new footage of the known classes
     train_per_class: int = Field(40, ge=1)
     test_per_class: int = Field(12, ge=1)
-    shift_train_per_class: int = Field(16, ge=1)
+    shift_train_per_class: int = Field(12, ge=1)
     shift_test_per_class: int = Field(6, ge=1)
     frames: int = Field(16, ge=1)
     size: int = Field(64, ge=16, multiple_of=2)
@@ -54,7 +54,7 @@ class ModelParams(_Section):
 
 class TrainParams(_Section):
     epochs_first: int = Field(12, ge=1)  # batch 0, trained from scratch
-    epochs: int = Field(8, ge=1)  # later batches, distilled from the champion
+    epochs: int = Field(6, ge=1)  # later batches, distilled from the champion
     batch_size: int = Field(8, ge=1)
     lr: float = Field(0.02, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
