@@ -104,5 +104,5 @@ def print_table(record: dict, results: list[dict]) -> None:
     for r in results:
         if r.get("decision") == "rejected":
             table.add_row(r["batch_id"], "-", "-", "-", "-", "-", "-", "rejected")
-    Console().print(table)
+    Console(width=120).print(table)
     Console().print(f"average incremental accuracy: {record['average_incremental_accuracy']:.3f}")
