@@ -30,7 +30,7 @@ from vidcil.metrics import continual
 from vidcil.models.tsm import VideoRecognizer
 from vidcil.promotion import evaluate_gates
 from vidcil.stream import (
-    Store, batch_run_record, champion, pending_batches, read_output, run_dir, write_output,
+    Store, champion, latest_record, pending_batches, read_output, run_dir, write_output,
 )
 from vidcil.training import predict_proba, train
 
@@ -227,8 +227,7 @@ def evaluate(params: Params, batch_id: str) -> dict:
         result.update(champion_version=champ.version, champion_row=c_row, champion_accuracy=c_all,
                       old_columns=store.accepted(champ.batch_id))
     # The service history: the accuracy matrix as it stood after the previous decided batch.
-    previous = [b for b in columns if b < batch_id]
-    record = batch_run_record(previous[-1]) if previous else None
+    record = latest_record(columns, batch_id)
     history = record["matrix"] if record else []
     matrix = _square(history + [row], len(columns))
     memory = read_output(params, batch_id, "extract_keyframes")
@@ -348,8 +347,7 @@ def promote(params: Params, batch_id: str) -> dict:
 
 def _stream_record(ev, row, acc_all, batch_id, version, service_version, promoted) -> dict:
     """The service record after this batch: accuracy matrix and per-batch summary rows."""
-    previous = [b for b in ev["columns"] if b < batch_id]
-    before = batch_run_record(previous[-1]) if previous else None
+    before = latest_record(ev["columns"], batch_id)
     matrix = ev["history"] + [row]
     A = _square(matrix, len(ev["columns"]))
     summary = (before["batches"] if before else []) + [{

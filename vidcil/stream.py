@@ -120,3 +120,12 @@ def batch_run_record(batch_id: str) -> dict | None:
     if not runs:
         return None
     return mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/stream.json")
+
+
+def latest_record(batch_ids: list[str], before: str) -> dict | None:
+    """The ``stream.json`` of the latest decided batch among ``batch_ids`` that precede ``before``."""
+    for batch_id in sorted((b for b in batch_ids if b < before), reverse=True):
+        record = batch_run_record(batch_id)
+        if record is not None:
+            return record
+    return None
