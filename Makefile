@@ -31,4 +31,4 @@ mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 clean:  ## remove everything the demo wrote (not the venv)
-	rm -rf data runs reports mlflow.db mlartifacts
+	rm -rf data runs reports mlflow.db mlartifacts dvc-remote .dvc/cache .dvc/tmp

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -21,6 +22,7 @@ TINY = {
     "model": {"num_segments": 4},
     "train": {"epochs_first": 1, "epochs": 1, "batch_size": 4},
     "memory": {"budget_bytes": 80000, "candidates_per_class": 2},
+    "validation": {"min_train_per_class": 2, "min_test_per_class": 1},
     "gates": {"min_accuracy": 0.0, "min_new_accuracy": 0.0, "max_forgetting": 1.0, "max_old_drop": 1.0},
 }
 
@@ -63,8 +65,22 @@ def test_dvc_repro_runs_the_stream_and_declares_metrics_and_plots(tmp_path):
     assert "accuracy_all_seen" in curve and "b001" in curve
     assert "reports/plots/accuracy_matrix.png" in rendered
 
-    # Nothing changed: DVC reruns nothing; the lock records the data and memory it produced.
+    # Every accepted batch, memory version and the test index is DVC-tracked in the store and pushed
+    # to the default remote (dvc-remote/); the champion's data version is the batch's DVC md5.
+    store = project / "data/store"
+    tracked = sorted(p.relative_to(store).as_posix() for p in store.rglob("*.dvc"))
+    assert tracked == ["batches/b000.dvc", "batches/b001.dvc", "memory/b000.dvc", "memory/b001.dvc",
+                       "test_index.csv.dvc"]
+    md5 = yaml.safe_load((store / "batches/b001.dvc").read_text())["outs"][0]["md5"]
+    assert (project / "dvc-remote/files/md5" / md5[:2] / md5[2:]).is_file()
+    pushed = _run(dvc + ["status", "--cloud"] + [f"data/store/{t}" for t in tracked], project, env)
+    assert "Cache and remote 'local' are in sync" in pushed
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("vidcil-video-classifier", "champion")
+    assert champion.tags["vidcil.batch_id"] == "b001" and champion.tags["vidcil.data_version"] == md5
+
+    # Nothing changed: DVC reruns nothing.
     again = _run(dvc + ["repro"], project, env)
     assert "didn't change" in again and "Running stage" not in again
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert {o["path"] for o in lock["stages"]["stream"]["outs"]} >= {"data/store", "mlflow.db"}
+    assert {o["path"] for o in lock["stages"]["stream"]["outs"]} >= {"runs", "mlflow.db"}

@@ -7,6 +7,7 @@ import json
 import mlflow
 import numpy as np
 import pytest
+import yaml
 
 from tests.conftest import tiny_params
 from vidcil import registry
@@ -68,7 +69,16 @@ def test_champion_carries_its_lineage(stream):
     champ = _version(params, "champion")
     tags = {k.removeprefix("vidcil."): v for k, v in champ.tags.items()}
     assert tags["data_hash"] == content_hash(store.manifest("b002"))
-    assert tags["memory_version"] == "b002"
+    # Data versions are DVC's: the md5s in the .dvc files next to the data, pushed to the remote.
+    def dvc_md5(dvc_file):
+        return yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"]
+
+    assert tags["data_version"] == dvc_md5(store.batches_dir / "b002.dvc")
+    assert tags["memory_version"] == dvc_md5(store.memory_dir / "b002.dvc")
+    assert tags["test_index_version"] == dvc_md5(store.root / "test_index.csv.dvc")
+    remote = store.root.parent / "dvc-remote" / "files" / "md5"
+    for key in ("data_version", "memory_version", "test_index_version"):
+        assert (remote / tags[key][:2] / tags[key][2:]).is_file(), f"{key} not pushed to the remote"
     assert tags["memory_hash"] == KeyframeMemory.load(store.memory_dir / "b002").content_hash
     assert len(tags["code_version"].removesuffix("-dirty")) == 40
     teacher = registry.client().get_model_version(params.mlflow.model_name, tags["teacher_version"])

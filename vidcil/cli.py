@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,11 +26,39 @@ def _generate(params: Params) -> list[str]:
     return [s.batch_id for s in specs]
 
 
+def _validate(params: Params, batch_dir: Path, report: Path | None) -> int:
+    """Check a batch folder against the contract and the GX suite; store nothing. Exit 3 if rejected."""
+    from rich.console import Console
+
+    from vidcil.data.validation import validate_batch, write_report
+    from vidcil.steps import known_videos, validation_rules
+    from vidcil.stream import Store
+
+    known = known_videos(Store(params.paths.store), batch_dir.name)
+    report = report or Path("reports/validate") / batch_dir.name
+    verdict = validate_batch(batch_dir, validation_rules(params), report, known=known)
+    write_report(verdict, report)
+    out = Console(highlight=False, soft_wrap=True)
+    if verdict.accepted:
+        out.print(f"[green]ACCEPTED[/] {batch_dir}: {len(verdict.accepted_rows)} of {len(verdict.manifest)} rows")
+    else:
+        out.print(f"[red]REJECTED[/] {batch_dir}")
+        for reason in verdict.reasons:
+            out.print(f"  batch: {reason}")
+    for r in verdict.quarantined.itertuples():
+        out.print(f"  quarantined: {r.reason}")
+    out.print(f"report: {report}/summary.json" + (f"; Data Docs: {verdict.docs}" if verdict.docs else ""))
+    return 0 if verdict.accepted else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidcil", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("generate", help="write the bundled benchmark stream into paths.landing")
+    p = sub.add_parser("validate", help="check a batch folder (labels.csv + videos); stores nothing")
+    p.add_argument("batch_dir", type=Path)
+    p.add_argument("--report", type=Path, default=None, help="report folder (default reports/validate/<batch>)")
     p = sub.add_parser("step", help="run one pipeline step for one batch")
     p.add_argument("step")
     p.add_argument("batch_id")
@@ -37,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("batch_id")
     p = sub.add_parser("run-stream", help="run every landed batch in arrival order")
     p.add_argument("--report", type=Path, default=Path("reports"), help="where to write metrics/plots")
+    p.add_argument("--fresh", action="store_true",
+                   help="empty the data store first (dvc repro: the stream is learnt again from batch 0; "
+                        "earlier versions stay in the DVC cache and remote)")
     sub.add_parser("demo", help="generate the benchmark and run the whole stream")
     args = parser.parse_args(argv)
     params = Params.load(args.params)
@@ -44,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from vidcil import pipeline
 
+    if args.command == "validate":
+        return _validate(params, args.batch_dir, args.report)
     if args.command == "generate":
         print("\n".join(_generate(params)))
     elif args.command == "step":
@@ -53,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         start = time.perf_counter()
         batch_ids = _generate(params) if args.command == "demo" else None
+        if getattr(args, "fresh", False):
+            shutil.rmtree(params.paths.store, ignore_errors=True)
         results = pipeline.run_stream(params, batch_ids)
         last = [r["batch_id"] for r in results if r.get("decision") != "rejected"]
         report = getattr(args, "report", Path("reports"))

@@ -34,7 +34,8 @@ class BenchmarkParams(_Section):
 class PathParams(_Section):
     landing: Path = Path("data/landing")  # incoming batches (the contract)
     store: Path = Path("data/store")  # accepted batches and memory versions (DVC-tracked)
-    runs: Path = Path("runs")  # per-batch step outputs
+    runs: Path = Path("runs")  # per-batch step outputs and validation reports
+    rejected: Path = Path("data/rejected")  # rejected batches, kept for people; never versioned
 
 
 class ModelParams(_Section):
@@ -92,6 +93,29 @@ class GateParams(_Section):
     max_old_drop: float = Field(0.15, ge=0, le=1)  # challenger vs champion on the old classes
 
 
+class ValidationParams(_Section):
+    """Thresholds of the Great Expectations suite run on every incoming batch."""
+
+    min_frames: int | None = Field(None, ge=1)  # default: model.num_segments (what the model samples)
+    min_train_per_class: int = Field(4, ge=1)
+    min_test_per_class: int = Field(2, ge=1)  # a new class must bring test videos
+    min_side: int = Field(16, ge=1)  # pixels, width and height
+    max_side: int = Field(1920, ge=1)  # larger videos are refused without being decoded
+    min_duration_s: float = Field(0.1, ge=0)
+    max_duration_s: float = Field(600.0, gt=0)
+    allow_variable_frame_rate: bool = False
+    max_quarantined_fraction: float = Field(0.2, ge=0, le=1)  # more bad rows: the batch is rejected
+    label_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class VersioningParams(_Section):
+    """DVC: accepted batches, memory versions and the test index are `dvc add`-ed in the store."""
+
+    dvc: bool = True
+    push: bool = True  # `dvc push` each new version to the remote
+    remote: str | None = None  # default: the project's default remote (.dvc/config)
+
+
 class MlflowParams(_Section):
     tracking_uri: str | None = None  # default: sqlite:///mlflow.db in the project; env wins
     experiment: str = "vidcil"
@@ -106,6 +130,8 @@ class Params(_Section):
     distil: DistilParams = DistilParams()
     memory: MemoryParams = MemoryParams()
     gates: GateParams = GateParams()
+    validation: ValidationParams = ValidationParams()
+    versioning: VersioningParams = VersioningParams()
     mlflow: MlflowParams = MlflowParams()
 
     @classmethod

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vidcil import plots, registry
+from vidcil import plots, registry, versioning
 from vidcil.config import Params
 from vidcil.data.clips import ClipDataset, sample_indices, to_model_input
-from vidcil.data.contract import BatchRejected, build_manifest, content_hash
+from vidcil.data.contract import MANIFEST_COLUMNS, BatchRejected, content_hash
+from vidcil.data.validation import BATCH_ID, MANIFEST_FACTS, Rules, Verdict, validate_batch, write_report
 from vidcil.data.video import decode_video
 from vidcil.distill.losses import DISTILLERS
 from vidcil.memory.exemplars import rank_exemplars, true_class_confidence
@@ -41,52 +42,130 @@ def _store(params: Params) -> Store:
 
 # -- 1. validate -----------------------------------------------------------------------------
 
+def validation_rules(params: Params) -> Rules:
+    v = params.validation
+    return Rules(
+        min_frames=v.min_frames or params.model.num_segments, min_train_per_class=v.min_train_per_class,
+        min_test_per_class=v.min_test_per_class, min_side=v.min_side, max_side=v.max_side,
+        min_duration_s=v.min_duration_s, max_duration_s=v.max_duration_s,
+        allow_variable_frame_rate=v.allow_variable_frame_rate,
+        max_quarantined_fraction=v.max_quarantined_fraction, label_pattern=v.label_pattern,
+    )
+
+
+def known_videos(store: Store, batch_id: str) -> dict[str, str]:
+    """sha256 → ``<batch>/<video>`` of every video accepted in another batch (duplicate check)."""
+    known = {}
+    for b in store.accepted():
+        if b != batch_id:
+            m = store.manifest(b)
+            known.update((sha, f"{b}/{video}") for sha, video in zip(m["sha256"], m["video"]))
+    return known
+
+
+def _batch_id_problem(batch_id: str, accepted: list[str]) -> str | None:
+    if not BATCH_ID.match(batch_id):
+        return (f"batch id {batch_id!r} is not a valid id; use 1-64 ASCII letters, digits, '_', '.', '-' "
+                "that sort in arrival order (e.g. b007 or 2026-11-22T10.00)")
+    if accepted and batch_id not in accepted and batch_id < accepted[-1]:
+        return (f"batch id {batch_id!r} sorts before {accepted[-1]!r}, which is accepted already; batch ids "
+                "must sort in arrival order — land the batch again under a later id")
+    return None
+
+
+def _log_validation(batch_id: str, summary: dict, report: Path, data_hash: str | None) -> None:
+    """One MLflow run per validation (reused when the same content is validated again)."""
+    tags = {f"{registry.TAG}batch_id": batch_id, f"{registry.TAG}step": "validate",
+            f"{registry.TAG}verdict": summary["verdict"], f"{registry.TAG}data_hash": data_hash or ""}
+    if data_hash and not mlflow.search_runs(filter_string=" and ".join(
+            f"tags.`{k}` = '{v}'" for k, v in tags.items()), max_results=1).empty:
+        return
+    with mlflow.start_run(run_name=f"{batch_id} validate", tags=tags):
+        mlflow.log_metrics({"rows": summary["rows"], "accepted_rows": summary["accepted_rows"],
+                            "quarantined": len(summary["quarantined"])})
+        for name in ("summary.json", "manifest.csv", "quarantine.csv"):
+            mlflow.log_artifact(str(report / name), "validation")
+        docs = report / "gx" / "uncommitted" / "data_docs" / "local_site"
+        if docs.is_dir():
+            mlflow.log_artifacts(str(docs), "validation/data_docs")
+
+
+def _store_batch(store: Store, batch_id: str, source: Path, rows: pd.DataFrame) -> None:
+    """Copy the accepted videos and their manifest into the store (all or nothing)."""
+    target = store.batch_dir(batch_id)
+    staging = target.with_name(f".{batch_id}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for video in rows["video"]:
+        (staging / video).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / video, staging / video)
+    rows.to_csv(staging / "manifest.csv", index=False)
+    os.replace(staging, target)
+
+
+def _write_test_index(store: Store) -> Path:
+    """The cumulative test index: every accepted test video so far (what evaluation runs on)."""
+    rows = store.rows(store.accepted(), "test")[["batch_id", "video", "label", "sha256"]]
+    tmp = store.test_index.with_name(f".{store.test_index.name}.partial")
+    rows.to_csv(tmp, index=False)
+    os.replace(tmp, store.test_index)
+    return store.test_index
+
+
 def validate(params: Params, batch_id: str) -> dict:
-    """Probe the landed batch, quarantine bad rows, accept it into the store or reject it."""
+    """Probe the landed batch and run the GX suite; accept it into the versioned store or reject it.
+
+    Bad rows are quarantined (reasons in ``runs/<batch>/validation/quarantine.csv``); a bad batch is
+    rejected (:class:`BatchRejected`), kept under ``paths.rejected`` for people, and never enters the
+    store or a data version. The report (summary.json + GX Data Docs) is kept with the run and logged
+    to MLflow either way.
+    """
     store = _store(params)
     source = params.paths.landing / batch_id
-    out = run_dir(params, batch_id)
-    try:
-        manifest = build_manifest(source, min_frames=1)
-        accepted, quarantined = manifest.accepted, manifest.quarantined
-        quarantined.to_csv(out / "quarantine.csv", index=False)
-        if accepted.empty:
-            raise BatchRejected(f"{source}: no usable row ({len(quarantined)} quarantined, see quarantine.csv)")
-        train_classes = set(accepted.loc[accepted["split"] == "train", "label"])
-        test_classes = set(accepted.loc[accepted["split"] == "test", "label"])
-        if train_classes != test_classes:
-            raise BatchRejected(
-                f"{source}: classes {sorted(train_classes ^ test_classes)} lack train or test videos; "
-                "every class in a batch needs both"
-            )
-        data_hash = content_hash(accepted)
-        target = store.batch_dir(batch_id)
-        if target.exists():
-            stored = content_hash(store.manifest(batch_id))
-            if stored != data_hash:
-                raise BatchRejected(
-                    f"batch id {batch_id} was already accepted with other content; "
-                    "give new data a new batch id"
-                )
-        else:
-            staging = target.with_name(f".{batch_id}.partial")
-            shutil.rmtree(staging, ignore_errors=True)
-            for video in accepted["video"]:
-                (staging / video).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source / video, staging / video)
-            accepted.to_csv(staging / "manifest.csv", index=False)
-            os.replace(staging, target)
-    except BatchRejected as e:
-        write_output(params, batch_id, "validate", {"batch_id": batch_id, "verdict": "rejected", "reason": str(e)})
-        raise
-    known = set()
+    report = run_dir(params, batch_id) / "validation"
+    accepted_ids = store.accepted()
+    known = known_videos(store, batch_id)
+    problem = _batch_id_problem(batch_id, accepted_ids)
+    if problem:
+        verdict = Verdict(batch_id, [problem], pd.DataFrame(columns=MANIFEST_FACTS + ["reason"]))
+    else:
+        verdict = validate_batch(source, validation_rules(params), report, known=known)
+    rows = verdict.accepted_rows if verdict.accepted else pd.DataFrame(columns=MANIFEST_FACTS + ["reason"])
+    rows = rows[MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_FACTS + ["reason"]]].astype(
+        {"bytes": int, "frames": int, "width": int, "height": int, "variable_frame_rate": bool})
+    data_hash = content_hash(rows) if verdict.accepted else None
+    if verdict.accepted and batch_id in accepted_ids and content_hash(store.manifest(batch_id)) != data_hash:
+        verdict.reasons.append(f"batch id {batch_id} was accepted already with other content; give new data a "
+                               "new batch id (the stored batch is unchanged)")
+        data_hash = None
+    summary = write_report(verdict, report)
+    if not verdict.accepted:
+        if source.is_dir():  # kept for people to inspect; outside the store, never versioned
+            kept = params.paths.rejected / batch_id / time.strftime("%Y%m%dT%H%M%S")
+            shutil.copytree(source, kept, symlinks=True, dirs_exist_ok=True)
+            summary["kept_at"] = str(kept)
+        _log_validation(batch_id, summary, report, None)
+        write_output(params, batch_id, "validate", {"batch_id": batch_id, "verdict": "rejected",
+                                                    "reason": " | ".join(verdict.reasons), "report": str(report)})
+        raise BatchRejected(" | ".join(verdict.reasons))
+    if batch_id not in accepted_ids:
+        _store_batch(store, batch_id, source, rows)
+    test_index = _write_test_index(store)
+    versions = {}
+    if params.versioning.dvc:
+        versions = versioning.track([store.batch_dir(batch_id), test_index],
+                                    push=params.versioning.push, remote=params.versioning.remote)
+    _log_validation(batch_id, summary, report, data_hash)
+    known_classes = set()
     for b in store.accepted():
         if b < batch_id:
-            known |= set(store.manifest(b)["label"])
+            known_classes |= set(store.manifest(b)["label"])
     return write_output(params, batch_id, "validate", {
         "batch_id": batch_id, "verdict": "accepted", "data_hash": data_hash,
-        "accepted": len(accepted), "quarantined": quarantined.to_dict(orient="records"),
-        "classes": sorted(set(accepted["label"])), "new_classes": sorted(set(accepted["label"]) - known),
+        "data_version": versions.get(str(store.batch_dir(batch_id).resolve()), versioning.UNTRACKED),
+        "test_index_version": versions.get(str(test_index.resolve()), versioning.UNTRACKED),
+        "accepted": len(rows), "quarantined": summary["quarantined"], "report": str(report),
+        "data_docs": summary["data_docs"],
+        "classes": sorted(set(rows["label"])), "new_classes": sorted(set(rows["label"]) - known_classes),
     })
 
 
@@ -133,9 +212,14 @@ def extract_keyframes(params: Params, batch_id: str) -> dict:
             budget_bytes=params.memory.budget_bytes, threshold=params.memory.keyframe_threshold,
             batches=tuple(sorted(set(previous.batches) | set(selection["batches"]))),
         )
+    version = versioning.UNTRACKED
+    if params.versioning.dvc:
+        version = versioning.track([memory.root], push=params.versioning.push,
+                                   remote=params.versioning.remote)[str(Path(memory.root).resolve())]
     e = memory.entries
     return write_output(params, batch_id, "extract_keyframes", {
-        "batch_id": batch_id, "memory_version": batch_id, "memory_hash": memory.content_hash,
+        "batch_id": batch_id, "memory_version": version, "memory_path": str(memory.root),
+        "memory_hash": memory.content_hash,
         "memory_bytes": memory.bytes_on_disk, "budget_bytes": memory.budget_bytes,
         "exemplars": len(e), "keyframes": int(sum(len(k) for k in e["keyframes"])),
         "per_class": e.groupby("label").size().to_dict(), "batches": list(memory.batches),
@@ -286,8 +370,10 @@ def register(params: Params, batch_id: str) -> dict:
             mlflow.log_artifact(str(run_dir(params, batch_id) / f"{step}.json"), "steps")
         model_uri = registry.log_model(checkpoint, example)
         tags = {
-            "batch_id": batch_id, "data_hash": valid["data_hash"], "memory_version": memory["memory_version"],
-            "memory_hash": memory["memory_hash"], "memory_bytes": memory["memory_bytes"],
+            "batch_id": batch_id, "data_hash": valid["data_hash"], "data_version": valid["data_version"],
+            "test_index_version": valid["test_index_version"], "memory_version": memory["memory_version"],
+            "memory_path": memory["memory_path"], "memory_hash": memory["memory_hash"],
+            "memory_bytes": memory["memory_bytes"],
             "code_version": _code_version(), "teacher_version": trained["teacher_version"] or "none",
             "pending_batches": ",".join(trained["pending_batches"]),
             "class_names": json.dumps(trained["class_names"]),

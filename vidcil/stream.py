@@ -33,6 +33,10 @@ class Store:
     def memory_dir(self) -> Path:
         return self.root / "memory"
 
+    @property
+    def test_index(self) -> Path:
+        return self.root / "test_index.csv"
+
     def batch_dir(self, batch_id: str) -> Path:
         return self.batches_dir / batch_id
 
@@ -45,7 +49,7 @@ class Store:
         return [b for b in ids if up_to is None or b <= up_to]
 
     def manifest(self, batch_id: str) -> pd.DataFrame:
-        return pd.read_csv(self.batch_dir(batch_id) / "manifest.csv", dtype={"label": str, "video": str})
+        return pd.read_csv(self.batch_dir(batch_id) / "manifest.csv", dtype={"label": str, "video": str, "sha256": str})
 
     def rows(self, batch_ids: list[str], split: str) -> pd.DataFrame:
         frames = [self.manifest(b).assign(batch_id=b) for b in batch_ids]

@@ -27,6 +27,11 @@ class VideoProbe:
     height: int
     duration_s: float
     codec: str
+    variable_frame_rate: bool = False
+    decoded: bool = True  # False: too large to decode; frames and duration are the header's
+
+
+STILL_IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpeg2000", "gif", "ppm", "pgm"}
 
 
 def decode_video(path: str | Path) -> np.ndarray:
@@ -45,15 +50,48 @@ def decode_video(path: str | Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def probe_video(path: str | Path) -> VideoProbe:
-    """Decode ``path`` fully (a header can lie) and report what it really holds."""
-    frames = decode_video(path)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        codec = stream.codec_context.name
-    duration = len(frames) / fps if fps else 0.0
-    return VideoProbe(len(frames), fps, frames.shape[2], frames.shape[1], duration, codec)
+def probe_video(path: str | Path, *, max_side: int | None = None) -> VideoProbe:
+    """Decode ``path`` once, frame by frame (a header can lie), and report what it really holds.
+
+    Frames are counted, not kept, so memory stays at one frame. A stream whose header says it is
+    larger than ``max_side`` pixels on a side is not decoded at all (its frame count and duration
+    come from the header): it will be refused for its size, and decoding it could exhaust memory.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise VideoDecodeError("is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams:
+                raise VideoDecodeError("holds no stream at all (an empty, zero-duration container)")
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams})
+                raise VideoDecodeError(f"has no video stream ({', '.join(kinds)} only)")
+            stream = container.streams.video[0]
+            codec = stream.codec_context.name
+            fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if max_side is not None and max(width, height) > max_side:
+                frames = int(stream.frames or 0)
+                duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+                return VideoProbe(frames, fps, width, height, duration, codec, decoded=False)
+            stream.thread_type = "AUTO"
+            pts, frames = [], 0
+            for frame in container.decode(stream):
+                frames += 1
+                width, height = frame.width, frame.height
+                if frame.pts is not None:
+                    pts.append(frame.pts * float(frame.time_base))
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"cannot be decoded by FFmpeg ({getattr(e, 'strerror', None) or e})") from e
+    if frames == 0:
+        raise VideoDecodeError("has a video stream but no frame (zero duration)")
+    steps = np.diff(np.sort(pts)) if len(pts) > 1 else np.array([])
+    vfr = bool(steps.size and steps.max() - steps.min() > max(1e-3, 0.05 * steps.min()))
+    if vfr or not fps:
+        fps = float(1 / np.median(steps)) if steps.size and np.median(steps) > 0 else fps
+    duration = float(pts[-1] - pts[0] + 1 / fps) if len(pts) > 1 and fps else (frames / fps if fps else 0.0)
+    return VideoProbe(frames, fps, width, height, duration, codec, variable_frame_rate=vfr)
 
 
 def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8, crf: int = 18) -> int:
