@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test test-fast dvc-repro mlflow-ui clean
+.PHONY: setup demo test test-fast dvc-repro mlflow-ui airflow clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ dvc-repro: setup  ## reproduce the stream with DVC
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+airflow: setup  ## Airflow 3 standalone on this checkout (SQLite), UI on http://127.0.0.1:8080
+	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	VIDCIL_PROJECT_DIR=$(CURDIR) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/airflow standalone
 
 clean:  ## remove everything the demo wrote (not the venv)
 	rm -rf data runs reports mlflow.db mlartifacts dvc-remote .dvc/cache .dvc/tmp

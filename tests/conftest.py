@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
 import numpy as np
 import pytest
 
@@ -13,6 +20,19 @@ def _no_outside_mlflow(monkeypatch):
     """Tests never talk to a tracking server the developer may have configured."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
+# A stream small enough for end-to-end tests of whole runners (dvc repro, Airflow): 2 batches of
+# 2 classes, 32x32 clips, one epoch; every gate open.
+TINY_STREAM_PARAMS = {
+    "benchmark": {"class_batches": 2, "shift_batch": False, "train_per_class": 3, "test_per_class": 2,
+                  "frames": 8, "size": 32},
+    "model": {"num_segments": 4},
+    "train": {"epochs_first": 1, "epochs": 1, "batch_size": 4},
+    "memory": {"budget_bytes": 80000, "candidates_per_class": 2},
+    "validation": {"min_train_per_class": 2, "min_test_per_class": 1},
+    "gates": {"min_accuracy": 0.0, "min_new_accuracy": 0.0, "max_forgetting": 1.0, "max_old_drop": 1.0},
+}
 
 
 def dvc_project(root, remote=None) -> None:
@@ -58,3 +78,31 @@ def moving_square(n_frames: int = 12, size: int = 32, jumps=(3, 8)) -> np.ndarra
         frames[t, 8:20, x : x + 8] = 255
         frames[t, 0, 0] = t % 2  # a tiny change below any sensible threshold
     return frames
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """A moto S3 server on 127.0.0.1 with a bucket ``vidcil-data``; dummy credentials in the environment
+    only. boto3 (``AWS_ENDPOINT_URL``) and MLflow (``MLFLOW_S3_ENDPOINT_URL``) find it there."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": url,
+                       "MLFLOW_S3_ENDPOINT_URL": url}.items():
+        monkeypatch.setenv(var, value)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        boto3.client("s3", endpoint_url=url).create_bucket(Bucket="vidcil-data")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -74,32 +72,6 @@ def test_local_remote_push_and_pull_are_byte_identical(tmp_path):
     out = _push_then_pull_in_a_fresh_clone(tmp_path, str(tmp_path / "remote"), env)
     md5 = out["data_version"]
     assert md5.endswith(".dir") and (tmp_path / "remote/files/md5" / md5[:2] / md5[2:]).is_file()
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    """A moto S3 server on 127.0.0.1; dummy credentials in the environment only."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(var, value)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        boto3.client("s3", endpoint_url=url).create_bucket(Bucket="vidcil-data")
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_s3_remote_push_and_pull_are_byte_identical(tmp_path, s3_endpoint):

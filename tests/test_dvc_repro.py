@@ -13,18 +13,12 @@ import mlflow
 import pytest
 import yaml
 
+from tests.conftest import TINY_STREAM_PARAMS
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY = {
-    "benchmark": {"class_batches": 2, "shift_batch": False, "train_per_class": 3, "test_per_class": 2,
-                  "frames": 8, "size": 32},
-    "model": {"num_segments": 4},
-    "train": {"epochs_first": 1, "epochs": 1, "batch_size": 4},
-    "memory": {"budget_bytes": 80000, "candidates_per_class": 2},
-    "validation": {"min_train_per_class": 2, "min_test_per_class": 1},
-    "gates": {"min_accuracy": 0.0, "min_new_accuracy": 0.0, "max_forgetting": 1.0, "max_old_drop": 1.0},
-}
+TINY = TINY_STREAM_PARAMS
 
 
 def _run(cmd, cwd, env):

@@ -374,7 +374,7 @@ def test_report_is_data_docs_plus_summary_kept_with_the_run_and_logged_to_mlflow
     assert "expect_column_values_to_be_null" in html or "path_problem" in html
     quarantine = pd.read_csv(report / "quarantine.csv")
     assert quarantine["row"].tolist() == [12]
-    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment)
+    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     run = mlflow.search_runs(filter_string="tags.`vidcil.step` = 'validate' and tags.`vidcil.batch_id` = 'b001'",
                              output_format="list")[0]
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "validation")}

@@ -116,9 +116,41 @@ class VersioningParams(_Section):
     remote: str | None = None  # default: the project's default remote (.dvc/config)
 
 
+class KubernetesParams(_Section):
+    """The distil step as a GPU pod (Airflow KubernetesPodOperator)."""
+
+    namespace: str = "vidcil"
+    image: str = "ghcr.io/vidcil/trainer:0.1.0"  # infra/Dockerfile.trainer
+    kubernetes_conn_id: str = "kubernetes_default"
+    gpus: int = Field(1, ge=0)  # nvidia.com/gpu limit
+    cpu: str = "4"
+    memory: str = "16Gi"
+    shm_size: str = "8Gi"  # in-memory /dev/shm for DataLoader workers (the default is 64 MB)
+    node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
+    tolerations: list[dict[str, str]] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    store_claim: str = "vidcil-store"  # a ReadWriteMany PVC holding the project dir (store, runs, params)
+    project_dir: str = "/vidcil"  # where that claim is mounted in the pod
+    secrets: list[str] = ["vidcil-s3", "vidcil-mlflow"]  # Kubernetes Secrets exposed as env, by reference
+    mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000"  # pods log over HTTP
+    schedule_timeout_seconds: int = Field(1800, ge=1)  # waiting for a GPU node to scale up
+    startup_timeout_seconds: int = Field(900, ge=1)  # pulling a large CUDA image
+    service_account: str | None = None
+
+
+class OrchestrationParams(_Section):
+    """How Airflow runs the pipeline (dags/)."""
+
+    landing_uri: str | None = None  # a folder or s3://bucket/prefix; default paths.landing
+    watch_every_minutes: int = Field(5, ge=1)  # how often the landing zone is listed
+    distil_on: Literal["local", "kubernetes"] = "local"  # VIDCIL_DISTIL_ON overrides
+    retries: int = Field(2, ge=0)
+    kubernetes: KubernetesParams = KubernetesParams()
+
+
 class MlflowParams(_Section):
     tracking_uri: str | None = None  # default: sqlite:///mlflow.db in the project; env wins
     experiment: str = "vidcil"
+    artifact_location: str | None = None  # e.g. s3://bucket/mlflow; default mlartifacts/ beside SQLite
     model_name: str = "vidcil-video-classifier"
 
 
@@ -132,6 +164,7 @@ class Params(_Section):
     gates: GateParams = GateParams()
     validation: ValidationParams = ValidationParams()
     versioning: VersioningParams = VersioningParams()
+    orchestration: OrchestrationParams = OrchestrationParams()
     mlflow: MlflowParams = MlflowParams()
 
     @classmethod

@@ -25,22 +25,31 @@ STEPS: dict[str, Callable[[Params, str], dict]] = {
     "distil": steps.distil,
     "evaluate": steps.evaluate,
     "register": steps.register,
-    "promote": steps.promote,
+    "gates": steps.gates,
 }
+# After the gates, one of these (the branch): passed -> promote, failed -> hold.
+DECISIONS: dict[str, Callable[[Params, str], dict]] = {"promote": steps.promote, "hold": steps.hold}
+ALL_STEPS = STEPS | DECISIONS
+
+
+def decision_step(gates_output: dict) -> str:
+    """The branch after the gates: the name of the step that applies their result."""
+    return "promote" if gates_output["passed"] else "hold"
+
 
 console = Console(stderr=True)
 
 
 def run_step(params: Params, step: str, batch_id: str) -> dict:
-    if step not in STEPS:
-        raise KeyError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
-    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment)
-    return STEPS[step](params, batch_id)
+    if step not in ALL_STEPS:
+        raise KeyError(f"unknown step {step!r}; steps: {', '.join(ALL_STEPS)}")
+    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    return ALL_STEPS[step](params, batch_id)
 
 
 def run_batch(params: Params, batch_id: str) -> dict:
     """Every step for one batch. A batch that is registered and decided already is skipped whole."""
-    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment)
+    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     done = registry.version_for_batch(params.mlflow.model_name, batch_id)
     if done is not None and registry.tag(done, "decision"):
         console.print(f"[dim]{batch_id}: done already (version {done.version}, "
@@ -52,7 +61,7 @@ def run_batch(params: Params, batch_id: str) -> dict:
         start = time.perf_counter()
         out = step(params, batch_id)
         console.print(f"{batch_id} {name:<18} {time.perf_counter() - start:6.1f} s")
-    return out
+    return DECISIONS[decision_step(out)](params, batch_id)
 
 
 def run_stream(params: Params, batch_ids: list[str] | None = None) -> list[dict]:
@@ -70,7 +79,7 @@ def run_stream(params: Params, batch_ids: list[str] | None = None) -> list[dict]
 
 def stream_report(params: Params, last_batch: str, out_dir: Path | None = None) -> dict | None:
     """The service record after ``last_batch`` (from MLflow); written as JSON/CSV for DVC."""
-    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment)
+    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     record = batch_run_record(last_batch)
     if record is None:
         return None

@@ -29,18 +29,20 @@ TAG = "vidcil."  # prefix of every tag this project writes
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def configure(tracking_uri: str | None, experiment: str) -> str:
+def configure(tracking_uri: str | None, experiment: str, artifact_location: str | None = None) -> str:
     """Point MLflow at ``$MLFLOW_TRACKING_URI``, else ``tracking_uri``, else ``sqlite:///mlflow.db``.
 
-    With a local SQLite store the artifacts go to ``mlartifacts/`` beside it (never ``./mlruns``);
-    with a server the server decides. Returns the tracking URI in use.
+    A new experiment keeps its artifacts at ``artifact_location`` (e.g. ``s3://bucket/prefix``; the
+    endpoint from ``MLFLOW_S3_ENDPOINT_URL``), else, with a local SQLite store, in ``mlartifacts/``
+    beside it (never ``./mlruns``); with a server and no location the server decides. Returns the
+    tracking URI in use.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
-        location = None
-        if uri.startswith("sqlite:///"):
+        location = artifact_location
+        if location is None and uri.startswith("sqlite:///"):
             location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
         mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)

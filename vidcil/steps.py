@@ -391,44 +391,71 @@ def _input_example(store: Store, batch_id: str, num_segments: int) -> np.ndarray
     return to_model_input(frames[sample_indices(len(frames), num_segments, train=False)])[None].numpy()
 
 
-# -- 7. promote ------------------------------------------------------------------------------
+# -- 7. gates, then promote or hold ---------------------------------------------------------
 
-def promote(params: Params, batch_id: str) -> dict:
-    """Apply the gates; move ``champion`` on a pass, record the reason either way."""
+def gates(params: Params, batch_id: str) -> dict:
+    """Evaluate the promotion gates on the registered challenger; record the result on the version."""
     name = params.mlflow.model_name
     reg = read_output(params, batch_id, "register")
     version = registry.client().get_model_version(name, reg["version"])
+    if registry.tag(version, "decision"):  # re-run: decided already, report what was decided
+        reasons = json.loads(registry.tag(version, "gate_reasons", "[]"))
+        return write_output(params, batch_id, "gates", {
+            "batch_id": batch_id, "version": version.version, "passed": registry.tag(version, "decision") == "promoted",
+            "reasons": reasons, "checks": json.loads(registry.tag(version, "gates", "{}")), "reused": True})
+    decision = evaluate_gates(read_output(params, batch_id, "evaluate"), params.gates, params.memory.budget_bytes)
+    registry.set_tags(name, version.version, {"gate_reasons": json.dumps(decision.reasons),
+                                              "gates": json.dumps(decision.checks)})
+    return write_output(params, batch_id, "gates", {
+        "batch_id": batch_id, "version": version.version, "passed": decision.passed,
+        "reasons": decision.reasons, "checks": decision.checks, "reused": False})
+
+
+def promote(params: Params, batch_id: str) -> dict:
+    """The gates passed: move ``champion`` to the challenger and record the move."""
+    return _decide(params, batch_id, promoted=True)
+
+
+def hold(params: Params, batch_id: str) -> dict:
+    """A gate failed: ``champion`` stays; the reasons stay on the version; the batch stays pending."""
+    return _decide(params, batch_id, promoted=False)
+
+
+def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
+    name = params.mlflow.model_name
+    reg, gate = read_output(params, batch_id, "register"), read_output(params, batch_id, "gates")
+    if gate["passed"] != promoted:
+        raise ValueError(f"batch {batch_id}: gates {'passed' if gate['passed'] else 'failed'}, "
+                         f"so it must be {'promoted' if gate['passed'] else 'held'}, not the other")
+    version = registry.client().get_model_version(name, reg["version"])
     decided = registry.tag(version, "decision")
     if decided:  # re-run: already decided, change nothing
-        return write_output(params, batch_id, "promote", {
+        return write_output(params, batch_id, "promote" if promoted else "hold", {
             "batch_id": batch_id, "version": version.version, "decision": decided,
-            "reasons": json.loads(registry.tag(version, "gate_reasons", "[]")), "reused": True})
+            "reasons": gate["reasons"], "reused": True})
     ev = read_output(params, batch_id, "evaluate")
-    decision = evaluate_gates(ev, params.gates, params.memory.budget_bytes)
     previous = champion(params)
-    if decision.passed:
+    if promoted:
         registry.client().set_registered_model_alias(name, registry.CHAMPION, version.version)
         row, acc_all, service_version = ev["challenger_row"], ev["challenger_accuracy"], version.version
     else:  # the champion stays in service; its row is what users get after this batch
         row, acc_all = ev.get("champion_row", [0.0] * len(ev["columns"])), ev.get("champion_accuracy", 0.0)
         service_version = previous.version if previous else None
-    record = _stream_record(ev, row, acc_all, batch_id, version.version, service_version, decision.passed)
+    record = _stream_record(ev, row, acc_all, batch_id, version.version, service_version, promoted)
+    decision = "promoted" if promoted else "held"
     registry.set_tags(name, version.version, {
-        "decision": "promoted" if decision.passed else "held",
-        "gate_reasons": json.dumps(decision.reasons), "gates": json.dumps(decision.checks),
-        "previous_champion": previous.version if previous else "none",
-    })
+        "decision": decision, "previous_champion": previous.version if previous else "none"})
     with mlflow.start_run(run_id=reg["run_id"]):
         mlflow.log_dict(record, "stream.json")
-        mlflow.log_metrics({f"gate_{k}": float(v["passed"]) for k, v in decision.checks.items()})
-        for fig, name in ((plots.accuracy_matrix(record), "accuracy_matrix"),
+        mlflow.log_metrics({f"gate_{k}": float(v["passed"]) for k, v in gate["checks"].items()})
+        for fig, plot in ((plots.accuracy_matrix(record), "accuracy_matrix"),
                           (plots.stream_curves(record), "accuracy_memory_vs_batch")):
-            mlflow.log_figure(fig, f"plots/{name}.png")
+            mlflow.log_figure(fig, f"plots/{plot}.png")
             plots.close(fig)
-        mlflow.set_tag(f"{registry.TAG}decision", "promoted" if decision.passed else "held")
-    return write_output(params, batch_id, "promote", {
-        "batch_id": batch_id, "version": version.version, "decision": "promoted" if decision.passed else "held",
-        "reasons": decision.reasons, "champion_version": service_version, "reused": False})
+        mlflow.set_tag(f"{registry.TAG}decision", decision)
+    return write_output(params, batch_id, "promote" if promoted else "hold", {
+        "batch_id": batch_id, "version": version.version, "decision": decision,
+        "reasons": gate["reasons"], "champion_version": service_version, "reused": False})
 
 
 def _stream_record(ev, row, acc_all, batch_id, version, service_version, promoted) -> dict:

@@ -133,3 +133,17 @@ def latest_record(batch_ids: list[str], before: str) -> dict | None:
         if record is not None:
             return record
     return None
+
+
+def batch_status(params: Params, batch_id: str) -> str:
+    """``promoted`` / ``held`` (a decided model version), ``rejected`` (validation), else ``pending``.
+
+    Derived from the MLflow registry and runs: what a runner asks before it processes a batch.
+    """
+    version = registry.version_for_batch(params.mlflow.model_name, batch_id)
+    if version is not None and registry.tag(version, "decision"):
+        return registry.tag(version, "decision")
+    rejected = mlflow.search_runs(filter_string=(
+        f"tags.`{registry.TAG}batch_id` = '{batch_id}' and tags.`{registry.TAG}step` = 'validate' "
+        f"and tags.`{registry.TAG}verdict` = 'rejected'"), max_results=1)
+    return "rejected" if not rejected.empty else "pending"

@@ -38,6 +38,7 @@ def track(paths: list[Path], *, push: bool = False, remote: str | None = None) -
             f"{paths[0]} is not inside a DVC project; run `dvc init` in the project (or point paths.store "
             "inside one), or set versioning.dvc: false in params.yaml") from e
     with Repo(root) as repo:
+        repo.scm_context.quiet = True  # no "git add ..." hint per batch: the README says what to commit
         stages = repo.add([str(p) for p in paths])
         versions = {str(p): stage.outs[0].hash_info.value for p, stage in zip(paths, stages)}
         if push:

@@ -1,0 +1,225 @@
+"""Airflow 3: a DAG run for every incoming batch.
+
+- ``vidcil_landing_watcher`` lists the landing zone (a folder or an S3 prefix) every few minutes and
+  emits one event on the asset ``vidcil_incoming_batches`` per new complete batch, carrying its id.
+- ``vidcil_batch`` is scheduled on that asset (``max_active_runs=1``: batch k needs the champion
+  of batch k-1). A run takes the oldest announced batch that is still pending (events that fold
+  into one run are not lost: each run takes the next pending batch and announces the rest again),
+  runs one task per pipeline step (each calls the component; no step logic here), branches on the
+  gates (promote / hold), and is idempotent per batch id. ``distil`` runs in the worker or as a
+  GPU Kubernetes pod: ``orchestration.distil_on`` in params.yaml, or ``VIDCIL_DISTIL_ON``.
+
+Settings: ``VIDCIL_PROJECT_DIR`` (the checkout with params.yaml; default: this folder's parent) and
+``VIDCIL_PARAMS``; everything else is in params.yaml (``orchestration``), S3 and MLflow credentials
+in the workers' environment or Kubernetes Secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from vidcil.config import KubernetesParams, Params
+from vidcil.pipeline import STEPS, decision_step
+
+PROJECT_DIR = Path(os.environ.get("VIDCIL_PROJECT_DIR", Path(__file__).resolve().parent.parent))
+PARAMS_FILE = Path(os.environ.get("VIDCIL_PARAMS", PROJECT_DIR / "params.yaml"))
+PARAMS = Params.load(PARAMS_FILE)
+LANDING_URI = PARAMS.orchestration.landing_uri or str((PROJECT_DIR / PARAMS.paths.landing).resolve())
+DISTIL_ON = os.environ.get("VIDCIL_DISTIL_ON", PARAMS.orchestration.distil_on)
+INCOMING = Asset(name="vidcil_incoming_batches",
+                 uri=LANDING_URI if LANDING_URI.startswith("s3://") else f"file://{LANDING_URI}")
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+DEFAULT_ARGS = {
+    "owner": "vidcil",
+    "retries": PARAMS.orchestration.retries,  # transient failures: storage, MLflow, a preempted pod
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def run_component(step: str, batch_id: str) -> dict:
+    """Run one pipeline step in this worker; XCom gets the small scalars and where the output is."""
+    os.chdir(PROJECT_DIR)  # params.yaml paths are relative to the project
+    from vidcil.data.contract import BatchRejected
+    from vidcil.pipeline import run_step
+
+    try:
+        out = run_step(Params.load(PARAMS_FILE), step, batch_id)
+    except BatchRejected as e:  # a verdict, not a transient failure: no retry, reason in the UI
+        raise AirflowFailException(f"batch {batch_id} rejected: {e}") from e
+    small = {k: v for k, v in out.items() if v is None or isinstance(v, (str, int, float, bool))}
+    return small | {"output": str(PROJECT_DIR / PARAMS.paths.runs / batch_id / f"{step}.json")}
+
+
+def _status(batch_id: str) -> str:
+    os.chdir(PROJECT_DIR)
+    from vidcil import registry
+    from vidcil.stream import batch_status
+
+    params = Params.load(PARAMS_FILE)
+    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    return batch_status(params, batch_id)
+
+
+def _announced(context) -> list[str]:
+    """Every batch id ever announced on the asset (its events' history)."""
+    return sorted({e.extra["batch_id"] for e in context["inlet_events"][INCOMING] if e.extra.get("batch_id")})
+
+
+@dag(
+    dag_id="vidcil_landing_watcher",
+    schedule=timedelta(minutes=PARAMS.orchestration.watch_every_minutes),
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["vidcil"],
+    doc_md="Lists the landing zone; one `vidcil_incoming_batches` event per new complete batch.",
+)
+def vidcil_landing_watcher():
+    @task(inlets=[INCOMING])
+    def find_new_batches() -> list[str]:
+        from vidcil.landing import LandingZone
+
+        announced = set(_announced(get_current_context()))
+        return [b for b in LandingZone(LANDING_URI).complete_batches() if b not in announced]
+
+    @task(outlets=[INCOMING], map_index_template="{{ task.op_kwargs['batch_id'] }}")
+    def announce(batch_id: str) -> str:
+        get_current_context()["outlet_events"][INCOMING].extra = {"batch_id": batch_id, "landing": LANDING_URI}
+        return batch_id
+
+    announce.expand(batch_id=find_new_batches())
+
+
+def distil_pod_operator(cfg: KubernetesParams, batch_id: str):
+    """The distil step as a GPU pod: ``python -m components.distil <batch>`` from the trainer image
+    (infra/Dockerfile.trainer) in the project folder, a ReadWriteMany claim holding params.yaml, the
+    data store and the step outputs; MLflow over HTTP; credentials from Kubernetes Secrets by
+    reference (``envFrom``), never literal values; XCom empty (the output is ``runs/<batch>/distil.json``
+    on the claim). ``batch_id`` may be a Jinja template.
+    """
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    return KubernetesPodOperator(
+        task_id="distil",
+        name="vidcil-distil",
+        random_name_suffix=True,
+        namespace=cfg.namespace,
+        kubernetes_conn_id=cfg.kubernetes_conn_id,
+        image=cfg.image,
+        cmds=["python", "-m", "components.distil"],
+        arguments=[batch_id, "--params", f"{cfg.project_dir}/params.yaml"],
+        env_vars=[k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value=cfg.mlflow_tracking_uri),
+                  k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1")],
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=s)) for s in cfg.secrets],
+        container_resources=k8s.V1ResourceRequirements(
+            requests={"cpu": cfg.cpu, "memory": cfg.memory},
+            limits={"memory": cfg.memory, **({"nvidia.com/gpu": str(cfg.gpus)} if cfg.gpus else {})},
+        ),
+        node_selector=cfg.node_selector,
+        tolerations=[k8s.V1Toleration(**t) for t in cfg.tolerations],
+        volumes=[
+            k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=cfg.shm_size)),
+            k8s.V1Volume(name="project", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                claim_name=cfg.store_claim)),
+        ],
+        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+                       k8s.V1VolumeMount(name="project", mount_path=cfg.project_dir)],
+        service_account_name=cfg.service_account,
+        labels={"app.kubernetes.io/name": "vidcil", "app.kubernetes.io/component": "distil"},
+        schedule_timeout_seconds=cfg.schedule_timeout_seconds,  # GPU nodes that autoscale from zero
+        startup_timeout_seconds=cfg.startup_timeout_seconds,  # pulling a large CUDA image
+        on_finish_action="delete_pod",
+        reattach_on_restart=True,
+        get_logs=True,
+        do_xcom_push=False,
+        execution_timeout=timedelta(hours=6),
+    )
+
+
+def _distil_task():
+    if DISTIL_ON == "kubernetes":
+        return distil_pod_operator(PARAMS.orchestration.kubernetes, "{{ ti.xcom_pull(task_ids='pick_batch') }}")
+    return task(task_id="distil")(lambda batch_id: run_component("distil", batch_id))
+
+
+@dag(
+    dag_id="vidcil_batch",
+    schedule=[INCOMING],
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,  # batch k needs the champion of batch k-1
+    default_args=DEFAULT_ARGS,
+    params={"batch_id": Param(None, type=["null", "string"],
+                              description="process this batch (manual runs); default: the oldest pending one")},
+    tags=["vidcil"],
+    doc_md=__doc__,
+)
+def vidcil_batch():
+    @task(inlets=[INCOMING], retries=0)
+    def pick_batch() -> str:
+        """The oldest announced batch that is still pending (or the one asked for); else skip the run."""
+        context = get_current_context()
+        asked = context["params"].get("batch_id")
+        candidates = [asked] if asked else _announced(context)
+        pending = [b for b in candidates if _status(b) == "pending"]
+        if not pending:
+            raise AirflowSkipException(f"nothing pending among {candidates or 'no announced batch'}")
+        print(f"processing {pending[0]}; still pending after it: {pending[1:]}")
+        return pending[0]
+
+    @task
+    def land(batch_id: str) -> str:
+        """Bring the batch from the landing zone (a folder or S3) into the project's landing folder."""
+        from vidcil.landing import LandingZone
+
+        dest = PROJECT_DIR / PARAMS.paths.landing / batch_id
+        if not (dest / "labels.csv").is_file():
+            LandingZone(LANDING_URI).fetch(batch_id, dest)
+        return batch_id
+
+    def step_task(step: str):
+        return task(task_id=step)(lambda batch_id: run_component(step, batch_id))
+
+    @task.branch
+    def decide(gates: dict) -> str:
+        return decision_step(gates)  # the task id: "promote" or "hold"
+
+    @task(inlets=[INCOMING], outlets=[INCOMING], trigger_rule="all_done", retries=0)
+    def continue_stream(batch_id: str) -> None:
+        """Announce the next pending batch (events folded into this run), once this one is decided."""
+        context = get_current_context()
+        if context["params"].get("batch_id"):
+            raise AirflowSkipException("a manual run processes only the batch it was given")
+        status = _status(batch_id)
+        if status == "pending":
+            raise AirflowFailException(f"batch {batch_id} did not finish; see the failed task, fix, clear it")
+        rest = [b for b in _announced(context) if b > batch_id and _status(b) == "pending"]
+        if not rest:
+            raise AirflowSkipException(f"{batch_id} {status}; nothing else pending")
+        context["outlet_events"][INCOMING].extra = {"batch_id": rest[0], "landing": LANDING_URI,
+                                                    "continued_from": batch_id}
+
+    batch = pick_batch()
+    previous = land(batch)
+    for step in STEPS:
+        current = _distil_task() if step == "distil" else step_task(step)
+        current = current if step == "distil" and DISTIL_ON == "kubernetes" else current(batch)
+        previous >> current
+        previous = current
+    branch = decide(previous)
+    decisions = [step_task("promote")(batch), step_task("hold")(batch)]
+    branch >> decisions >> continue_stream(batch)
+
+
+vidcil_landing_watcher()
+vidcil_batch()
