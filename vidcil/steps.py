@@ -43,14 +43,8 @@ def _store(params: Params) -> Store:
 # -- 1. validate -----------------------------------------------------------------------------
 
 def validation_rules(params: Params) -> Rules:
-    v = params.validation
-    return Rules(
-        min_frames=v.min_frames or params.model.num_segments, min_train_per_class=v.min_train_per_class,
-        min_test_per_class=v.min_test_per_class, min_side=v.min_side, max_side=v.max_side,
-        min_duration_s=v.min_duration_s, max_duration_s=v.max_duration_s,
-        allow_variable_frame_rate=v.allow_variable_frame_rate,
-        max_quarantined_fraction=v.max_quarantined_fraction, label_pattern=v.label_pattern,
-    )
+    rules = params.validation.model_dump()  # the same fields; min_frames defaults to what the model samples
+    return Rules(**rules | {"min_frames": rules["min_frames"] or params.model.num_segments})
 
 
 def known_videos(store: Store, batch_id: str) -> dict[str, str]:
