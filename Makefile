@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test test-fast dvc-repro mlflow-ui airflow clean
+.PHONY: setup demo test test-fast benchmark benchmark-quick dvc-repro mlflow-ui airflow clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,12 @@ test: setup  ## the whole test suite (CI runs exactly this)
 
 test-fast: setup  ## unit tests only
 	$(PY) -m pytest -m "not e2e"
+
+benchmark: setup  ## every method side by side on the bundled stream, 3 seeds (reports/benchmark/)
+	$(VENV)/bin/vidcil benchmark
+
+benchmark-quick: setup  ## the same on a tiny stream, one seed: a smoke run (numbers mean nothing)
+	$(VENV)/bin/vidcil benchmark --quick --out reports/benchmark-quick
 
 dvc-repro: setup  ## reproduce the stream with DVC
 	$(VENV)/bin/dvc repro

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidcil.benchmark import default_stream, generate_stream
+from vidcil.data.moving_digits import default_stream, generate_stream
 from vidcil.data.clips import sample_indices, to_model_input
 from vidcil.data.video import decode_video
 from vidcil.models.tsm import VideoRecognizer

@@ -1,7 +1,14 @@
 import numpy as np
 import pandas as pd
 
-from vidcil.memory.exemplars import class_share, fit_to_share, rank_exemplars, true_class_confidence
+from vidcil.memory.exemplars import (
+    class_share,
+    fit_to_share,
+    herding_priority,
+    random_priority,
+    rank_exemplars,
+    true_class_confidence,
+)
 
 
 def test_confidence_is_the_probability_of_the_true_class():
@@ -41,3 +48,21 @@ def test_a_less_confident_small_video_never_displaces_a_more_confident_one():
     entries = pd.DataFrame({"label": ["a"] * 3, "confidence": [0.9, 0.8, 0.7], "bytes": [100, 250, 10]})
     kept = fit_to_share(entries, 300)
     assert kept.confidence.tolist() == [0.9]
+
+
+def test_herding_picks_first_the_video_nearest_the_class_mean_then_keeps_the_mean_close():
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [1.0, 0.1], [5.0, 5.0]])
+    labels = np.array([0, 0, 0, 0, 1])
+    p = herding_priority(features, labels)
+    order = np.argsort(-p[labels == 0])
+    assert order[0] == 2  # (0.7, 0.7) is nearest the normalised class mean
+    assert order[1] in (0, 3) and set(order[1:]) == {0, 1, 3}  # then a partner that balances it
+    assert p[4] == 1.0  # a class of one: its only video
+    ranked = rank_exemplars(pd.DataFrame({"label": labels, "priority": p}), 2, by="priority")
+    assert ranked.index.size == 3 and ranked.iloc[0]["priority"] == p.max()
+
+
+def test_random_priority_is_a_permutation_that_depends_on_the_seed():
+    labels = np.zeros(20, dtype=int)
+    a, b = random_priority(labels, np.random.default_rng(0)), random_priority(labels, np.random.default_rng(1))
+    assert sorted(a) == list(range(20)) and not np.array_equal(a, b)

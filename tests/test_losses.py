@@ -1,7 +1,16 @@
 import pytest
 import torch
 
-from vidcil.distill.losses import TimeSpaceDistillation, l2_distance, spatial_feature, temporal_feature
+from vidcil.distill.alignment import trajectory_shifts
+from vidcil.distill.losses import (
+    DISTILLERS,
+    TimeSpaceDistillation,
+    l2_distance,
+    make_distiller,
+    pod_spatial_feature,
+    spatial_feature,
+    temporal_feature,
+)
 
 
 def test_feature_shapes_follow_the_decomposition():
@@ -48,3 +57,47 @@ def test_gradient_flows_to_the_student_only():
 def test_mismatched_channels_name_the_fix():
     with pytest.raises(ValueError, match="same channels"):
         l2_distance(torch.randn(2, 8), torch.randn(2, 16))
+
+
+def test_every_registered_distiller_is_zero_on_identical_outputs_and_positive_otherwise():
+    feats = {"layer4": torch.randn(3, 4, 8, 2, 2)}
+    logits = torch.randn(3, 5)
+    other = {"layer4": torch.randn(3, 4, 8, 2, 2)}
+    for method in DISTILLERS:
+        d = make_distiller(method)
+        same = d(feats, {k: v.clone() for k, v in feats.items()}, logits, logits.clone())
+        assert float(same["distil"]) == pytest.approx(0.0, abs=1e-5), method
+        differs = d(other, feats, torch.randn(3, 5), logits)
+        assert float(differs["distil"]) > 0.01, method
+
+
+def test_lwf_compares_only_the_teachers_classes():
+    teacher_logits = torch.randn(4, 3)
+    student_logits = torch.cat([teacher_logits, 10 * torch.randn(4, 2)], dim=1)  # new classes: anything
+    terms = make_distiller("lwf", temperature=2.0)({}, {}, student_logits, teacher_logits)
+    assert float(terms["logits"]) == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        make_distiller("lwf", temperature=0.0)
+
+
+def test_podnet_style_folds_time_into_channels_so_it_sees_frame_order_unlike_tsd_spatial():
+    s = torch.rand(2, 4, 8, 3, 3)
+    assert pod_spatial_feature(s).shape == (2, 4 * 8 * (3 + 3))
+    terms = make_distiller("pod")({"l": s}, {"l": s.flip(1)})
+    assert float(terms["pod_spatial"]) > 0.01
+
+
+def test_aligned_tsd_uses_the_teachers_trajectory_for_both():
+    from tests.test_alignment import blob_clip
+
+    teacher = blob_clip([4, 6, 8, 10, 12], [8] * 5, background=0.05, seed=1)
+    student = blob_clip([8] * 5, [8] * 5, background=0.05, seed=1)  # a static object at the mean position
+    aligned = make_distiller("tsd", alpha=0.0, align=True)({"l": student}, {"l": teacher})["spatial"]
+    shifts = trajectory_shifts(teacher)  # not the student's own (~0 for a static object)
+    expected = l2_distance(spatial_feature(student, shifts=shifts), spatial_feature(teacher, shifts=shifts))
+    assert float(aligned) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_unknown_method_names_the_choices():
+    with pytest.raises(ValueError, match="tsd, pod, lwf"):
+        make_distiller("fitnets")

@@ -5,6 +5,7 @@ import pytest
 
 from tests.conftest import moving_square
 from vidcil.data.video import decode_video, write_video
+from vidcil.memory.keyframes import AdaptiveThreshold, UniformFrames, select_keyframes
 from vidcil.memory.store import KeyframeMemory, build_memory, empty_memory
 
 
@@ -68,5 +69,41 @@ def test_index_records_provenance(tmp_path):
     index = json.loads((tmp_path / "m/b1/index.json").read_text())
     assert index["batches"] == ["b0"] and index["threshold"] == 0.05
     assert index["entries"][0] | {"shard": None, "bytes": None} == {
-        "label": "a", "batch_id": "b0", "video": "v0.mp4", "confidence": 0.9, "keyframes": [0, 3, 9],
+        "label": "a", "batch_id": "b0", "video": "v0.mp4", "confidence": 0.9, "priority": 0.9, "keyframes": [0, 3, 9],
         "shard": None, "bytes": None}
+
+
+def test_priority_orders_exemplars_instead_of_confidence_when_given(tmp_path):
+    source = _videos(tmp_path, 3)
+    ranked = _ranked([("a", 0.9), ("a", 0.8), ("a", 0.7)]).assign(priority=[1.0, 3.0, 2.0])  # e.g. herding
+    one = build_memory(empty_memory(tmp_path / "m", 0, 0.05), ranked, source, tmp_path / "m/b1",
+                       budget_bytes=10**6, threshold=0.05, batches=("b0",))
+    assert one.entries.video.tolist() == ["v1.mp4", "v2.mp4", "v0.mp4"]  # by priority, not confidence
+    smallest_two = sorted(one.entries.bytes)[:2]
+    squeezed = build_memory(one, ranked.iloc[:0], source, tmp_path / "m/b2", budget_bytes=max(smallest_two) + 600,
+                            threshold=0.05, batches=("b0",))
+    assert squeezed.entries.video.tolist() == ["v1.mp4"]  # the highest priority stays
+
+
+def test_frame_policies_uniform_and_adaptive(tmp_path):
+    frames = moving_square(16, size=48, jumps=(4, 8, 12))
+    assert UniformFrames(8)(frames, 0) == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert UniformFrames(8)(frames[:5], 0) == [0, 1, 2, 3, 4]  # fewer frames than asked: all of them
+    jumps = [0, 4, 8, 12]  # every frame that differs visibly from the one before
+    one_frame = write_video(tmp_path / "one.mp4", frames[:1])
+    all_jumps = write_video(tmp_path / "all.mp4", frames[jumps])
+    fitted = AdaptiveThreshold()
+    roomy, tight = fitted(frames, all_jumps + 10), fitted(frames, (one_frame + all_jumps) // 2)
+    assert roomy == jumps  # room for all of them: the lowest threshold that is not noise
+    assert 1 <= len(tight) < len(roomy)
+    assert write_video(tmp_path / "tight.mp4", frames[tight]) <= (one_frame + all_jumps) // 2
+    assert fitted(frames, one_frame - 1) == []  # not even one frame fits: the video is skipped
+
+
+def test_a_frame_policy_shapes_what_the_memory_stores(tmp_path):
+    source = _videos(tmp_path, 2)
+    mem = build_memory(empty_memory(tmp_path / "m", 0, 0.05), _ranked([("a", 0.9), ("b", 0.8)]), source,
+                       tmp_path / "m/b1", budget_bytes=10**6, threshold=0.05, batches=("b0",),
+                       frame_policy=UniformFrames(4))
+    assert mem.entries.keyframes.tolist() == [[1, 4, 7, 10], [1, 4, 7, 10]]
+    assert decode_video(mem.shard_path(mem.entries.iloc[0])).shape[0] == 4

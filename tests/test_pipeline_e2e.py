@@ -11,7 +11,7 @@ import yaml
 
 from tests.conftest import tiny_params
 from vidcil import registry
-from vidcil.benchmark import BatchSpec, generate_stream
+from vidcil.data.moving_digits import BatchSpec, generate_stream
 from vidcil.data.clips import ClipDataset
 from vidcil.data.contract import content_hash
 from vidcil.memory.store import KeyframeMemory

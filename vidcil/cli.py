@@ -13,7 +13,7 @@ from vidcil.config import Params
 
 
 def _generate(params: Params) -> list[str]:
-    from vidcil.benchmark import default_stream, generate_stream
+    from vidcil.data.moving_digits import default_stream, generate_stream
 
     b = params.benchmark
     specs = default_stream(b.class_batches, b.shift_batch, train_per_class=b.train_per_class,
@@ -70,12 +70,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="empty the data store first (dvc repro: the stream is learnt again from batch 0; "
                         "earlier versions stay in the DVC cache and remote)")
     sub.add_parser("demo", help="generate the benchmark and run the whole stream")
+    p = sub.add_parser("benchmark", help="every continual-learning method on one stream, same seeds and budget")
+    p.add_argument("--landing", type=Path, default=None,
+                   help="a stream in the incoming-batch contract (default: the bundled one)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (quick: 0)")
+    p.add_argument("--out", type=Path, default=Path("reports/benchmark"))
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny stream, one seed, few epochs")
+    p.add_argument("--no-ablation", action="store_true", help="skip the memory ablation")
     args = parser.parse_args(argv)
     params = Params.load(args.params)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
     from vidcil import pipeline
 
+    if args.command == "benchmark":
+        from vidcil.experiments.benchmark import run_benchmark
+
+        result = run_benchmark(params, args.out, landing=args.landing, seeds=args.seeds, quick=args.quick,
+                               ablation=not args.no_ablation)
+        print((args.out / "benchmark.md").read_text())
+        print(f"wall time: {result['wall_seconds']:.0f} s; written: {args.out}/benchmark.json, benchmark.md, plots/")
+        return 0
     if args.command == "validate":
         return _validate(params, args.batch_dir, args.report)
     if args.command == "generate":

@@ -31,6 +31,20 @@ class BenchmarkParams(_Section):
     fps: int = Field(8, ge=1)
 
 
+class ExperimentParams(_Section):
+    """``vidcil benchmark``: every method side by side on a bundled stream of its own."""
+
+    seeds: list[int] = [0, 1, 2]
+    ablation_seeds: list[int] = [0]  # the memory ablation (5 more TSD runs per seed)
+    landing: Path = Path("data/benchmark")
+    # The memory budget of every memory method here (memory.budget_bytes is the pipeline's, for its
+    # 64 px stream): about 4 keyframe exemplars per class at 48 px, 1/6 of the training videos.
+    memory_budget_bytes: int = Field(200_000, ge=1)
+    # Smaller than the demo's stream (48 px, 24 training videos per class) so that 3 seeds x 12
+    # runs fit 90 minutes on 2 CPU cores.
+    stream: BenchmarkParams = BenchmarkParams(size=48, train_per_class=24)
+
+
 class PathParams(_Section):
     landing: Path = Path("data/landing")  # incoming batches (the contract)
     store: Path = Path("data/store")  # accepted batches and memory versions (DVC-tracked)
@@ -64,12 +78,14 @@ class TrainParams(_Section):
 
 
 class DistilParams(_Section):
-    method: Literal["tsd"] = "tsd"
+    method: Literal["tsd", "pod", "lwf"] = "tsd"  # ours | PODNet-style over C*T | LwF logits
     alpha: float = Field(0.5, ge=0, le=1)  # weight of the temporal term
     lam: float = Field(1.0, ge=0)  # weight of the distillation loss against CE
     pooling: Literal["mean", "max"] = "mean"
     normalize: bool = True
     stages: list[str] = ["layer4"]
+    align: bool = False  # tsd: align frames along the object's trajectory before pooling over T
+    temperature: float = Field(2.0, gt=0)  # lwf
 
     @field_validator("stages")
     @classmethod
@@ -156,6 +172,7 @@ class MlflowParams(_Section):
 
 class Params(_Section):
     benchmark: BenchmarkParams = BenchmarkParams()
+    experiments: ExperimentParams = ExperimentParams()
     paths: PathParams = PathParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()

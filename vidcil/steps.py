@@ -24,7 +24,7 @@ from vidcil.data.clips import ClipDataset, sample_indices, to_model_input
 from vidcil.data.contract import MANIFEST_COLUMNS, BatchRejected, content_hash
 from vidcil.data.validation import BATCH_ID, MANIFEST_FACTS, Rules, Verdict, validate_batch, write_report
 from vidcil.data.video import decode_video
-from vidcil.distill.losses import DISTILLERS
+from vidcil.distill.losses import make_distiller
 from vidcil.memory.exemplars import rank_exemplars, true_class_confidence
 from vidcil.memory.store import build_memory
 from vidcil.metrics import continual
@@ -245,8 +245,7 @@ def distil(params: Params, batch_id: str) -> dict:
         teacher, _ = registry.load_version(params.mlflow.model_name, champ.version)
         student = copy.deepcopy(teacher)  # the teacher's architecture and weights, widened
         student.widen(len(class_names))
-        distiller = DISTILLERS[params.distil.method](params.distil.alpha, params.distil.pooling,
-                                                     params.distil.normalize)
+        distiller = make_distiller(**params.distil.model_dump(exclude={"lam", "stages"}))
         epochs = params.train.epochs
     else:
         m = params.model

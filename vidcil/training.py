@@ -56,7 +56,8 @@ def train(
 ) -> TrainResult:
     """Train ``student`` in place on ``data``; distil from ``teacher`` when one is given.
 
-    ``on_epoch(epoch, row)`` is called after each epoch (progress display, metric logging).
+    ``on_epoch(epoch, row)`` is called after each epoch (progress display, metric logging);
+    ``row`` holds the epoch's mean loss terms, ``train_accuracy`` and ``steps`` so far.
     """
     device = device or default_device()
     torch.manual_seed(seed)
@@ -65,8 +66,10 @@ def train(
                         generator=generator)
     student.to(device).train()
     if teacher is not None:
-        if distiller is None or not stages:
-            raise ValueError("a teacher needs a distiller and at least one stage to distil")
+        if distiller is None:
+            raise ValueError("a teacher needs a distiller")
+        if distiller.uses_features and not stages:
+            raise ValueError(f"{type(distiller).__name__} distils features: name at least one stage")
         freeze(teacher).to(device)
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
@@ -86,8 +89,8 @@ def train(
                 terms = {"ce": F.cross_entropy(logits, y)}
                 if teacher is not None:
                     with torch.no_grad():
-                        _, t_feats = teacher.forward_features(x, stages)
-                    terms.update(distiller(s_feats, t_feats))
+                        t_logits, t_feats = teacher.forward_features(x, stages)
+                    terms.update(distiller(s_feats, t_feats, logits, t_logits))
                     terms["loss"] = terms["ce"] + lam * terms["distil"]
                 else:
                     terms["loss"] = terms["ce"]
@@ -100,7 +103,7 @@ def train(
                 sums[k] = sums.get(k, 0.0) + v.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
-        row = {k: v / seen for k, v in sums.items()} | {"train_accuracy": correct / seen}
+        row = {k: v / seen for k, v in sums.items()} | {"train_accuracy": correct / seen, "steps": result.steps}
         result.history.append(row)
         result.epochs += 1
         if on_epoch:
@@ -120,3 +123,18 @@ def predict_proba(
     for x, _ in DataLoader(data, batch_size=batch_size, shuffle=False):
         out.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), dtype=np.float32)
+
+
+@torch.no_grad()
+def embed(
+    model: VideoRecognizer, data: ClipDataset, *, batch_size: int = 16, device: torch.device | None = None
+) -> np.ndarray:
+    """Each clip's feature before the classifier, ``[N, C]`` (pooled over T, H and W)."""
+    device = device or default_device()
+    model.to(device).eval()
+    out = []
+    last = list(model.stages)[-1]
+    for x, _ in DataLoader(data, batch_size=batch_size, shuffle=False):
+        _, feats = model.forward_features(x.to(device), (last,))
+        out.append(feats[last].float().mean(dim=(1, 3, 4)).cpu())
+    return torch.cat(out).numpy()

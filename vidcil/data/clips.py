@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,12 +58,13 @@ class ClipRef:
 class ClipDataset(Dataset):
     """Decoded clips; items are ``(x [T, 3, H, W] float, label)``."""
 
-    def __init__(self, refs: list[ClipRef], num_segments: int, *, train: bool, seed: int = 0):
+    def __init__(self, refs: list[ClipRef], num_segments: int, *, train: bool, seed: int = 0,
+                 decode: Callable[[Path], np.ndarray] = decode_video):
         self.refs = list(refs)
         self.num_segments = num_segments
         self.train = train
         self.rng = np.random.default_rng(seed)
-        self.frames = [decode_video(r.path) for r in self.refs]
+        self.frames = [decode(r.path) for r in self.refs]  # ``decode``: e.g. a cache shared by many datasets
 
     def __len__(self) -> int:
         return len(self.refs)

@@ -25,9 +25,11 @@ import pandas as pd
 
 from vidcil.data.video import decode_video, write_video
 from vidcil.memory.exemplars import class_share, fit_to_share
-from vidcil.memory.keyframes import select_keyframes
+from vidcil.memory.keyframes import FixedThreshold
 
-ENTRY_COLUMNS = ["label", "batch_id", "video", "confidence", "keyframes", "shard", "bytes"]
+# priority orders exemplars within a class (kept first, dropped last); it is the confidence unless
+# another selection strategy (random, herding) ranked them.
+ENTRY_COLUMNS = ["label", "batch_id", "video", "confidence", "priority", "keyframes", "shard", "bytes"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class KeyframeMemory:
         root = Path(root)
         index = json.loads((root / "index.json").read_text())
         entries = pd.DataFrame(index["entries"], columns=ENTRY_COLUMNS)
+        entries["priority"] = entries["priority"].fillna(entries["confidence"])  # indexes before priority
         return cls(root, index["budget_bytes"], index["threshold"], tuple(index["batches"]), entries)
 
     @property
@@ -83,14 +86,21 @@ def build_memory(
     budget_bytes: int,
     threshold: float,
     batches: tuple[str, ...],
+    frame_policy=None,
 ) -> KeyframeMemory:
     """Write the next memory version to ``out_dir`` and return it.
 
     ``previous``: the memory the teacher trained on. ``ranked``: new exemplar candidates (columns
     ``label``, ``batch_id``, ``video``, ``confidence``; most confident first per class), read from
-    ``source(batch_id, video)``. ``batches``: every batch the new memory covers. All classes, old
-    and new, get an equal share of ``budget_bytes``; within a share the most confident stay.
+    ``source(batch_id, video)``; an optional ``priority`` column orders them instead of the
+    confidence. ``batches``: every batch the new memory covers. All classes, old and new, get an
+    equal share of ``budget_bytes``; within a share the highest priority stays.
+    ``frame_policy(frames, allowance_bytes) -> indices`` picks each video's frames (default:
+    keyframes at ``threshold``); the allowance is the class's unused share over its remaining candidates.
     """
+    frame_policy = frame_policy or FixedThreshold(threshold)
+    if "priority" not in ranked:
+        ranked = ranked.assign(priority=ranked["confidence"])
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir}: memory version exists already; versions are immutable")
@@ -116,18 +126,22 @@ def build_memory(
 
     new_entries = []
     for label, group in ranked.groupby("label", sort=True):
+        group = group.sort_values("priority", ascending=False, kind="stable")
         used = 0
-        for row in group.itertuples():
+        for i, row in enumerate(group.itertuples()):
             frames = decode_video(source(row.batch_id, row.video))
-            keys = select_keyframes(frames, threshold)
+            keys = frame_policy(frames, (share - used) // (len(group) - i))
+            if not keys:
+                break
             name, size = _write_shard(frames[keys], staging, row.batch_id, row.video)
             if used + size > share:
                 (staging / name).unlink()
-                break  # the next one is less confident: stop, as fit_to_share does
+                break  # the next one has a lower priority: stop, as fit_to_share does
             used += size
             new_entries.append(
                 {"label": label, "batch_id": row.batch_id, "video": row.video,
-                 "confidence": float(row.confidence), "keyframes": keys, "shard": name, "bytes": size}
+                 "confidence": float(row.confidence), "priority": float(row.priority),
+                 "keyframes": [int(k) for k in keys], "shard": name, "bytes": size}
             )
     entries = pd.concat([kept_old, pd.DataFrame(new_entries, columns=ENTRY_COLUMNS)], ignore_index=True)
     missing = sorted(set(classes) - set(entries["label"]))
@@ -137,8 +151,8 @@ def build_memory(
             f"memory budget {budget_bytes} B leaves {share} B per class, too little for one "
             f"exemplar of {', '.join(missing)}; raise memory.budget_bytes or memory.keyframe_threshold"
         )
-    entries = entries.sort_values(["label", "confidence"], ascending=[True, False]).reset_index(drop=True)
-    # The index counts too: while shards + index exceed the budget, the least confident exemplar
+    entries = entries.sort_values(["label", "priority"], ascending=[True, False]).reset_index(drop=True)
+    # The index counts too: while shards + index exceed the budget, the lowest-priority exemplar
     # of the class using the most bytes goes (never a class's last one).
     while True:
         index = {

@@ -1,0 +1,140 @@
+"""``vidcil benchmark``: every method on the same stream, seeds and byte budget, in one run.
+
+Writes ``<out>/benchmark.json`` (every run, batch by batch, and the summary), ``<out>/benchmark.md``
+(the tables and the targets) and ``<out>/plots/*.png``. ``quick`` is a smoke run (a tiny bundled
+stream, one seed, few epochs) that checks the whole path in minutes; its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vidcil import plots
+from vidcil.config import Params
+from vidcil.data.moving_digits import BatchSpec, default_stream, generate_stream
+from vidcil.experiments import report
+from vidcil.experiments.methods import ABLATIONS, METHODS
+from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
+from vidcil.steps import validation_rules
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def quick_params(params: Params) -> Params:
+    """Small settings for the smoke run: a 4-frame model, 2 + 1 epochs."""
+    return params.model_copy(update={
+        "model": params.model.model_copy(update={"num_segments": 4}),
+        "train": params.train.model_copy(update={"epochs_first": 2, "epochs": 1}),
+        "memory": params.memory.model_copy(update={"budget_bytes": 60_000, "candidates_per_class": 3}),
+    })
+
+
+def bundled_stream(params: Params, quick: bool, landing: Path) -> Path:
+    """Write the benchmark's bundled stream (quick: a tiny one, 4 + 2 classes and a shift batch) to ``landing``."""
+    b = params.experiments.stream
+    if quick:
+        specs = [BatchSpec("b000", ("slide_right", "slide_down", "rotate_cw", "zoom_in"), 5, 2),
+                 BatchSpec("b001", ("slide_left", "slide_up"), 5, 2),
+                 BatchSpec("b002", ("slide_right", "slide_down", "rotate_cw", "zoom_in", "slide_left", "slide_up"),
+                           4, 2, noise=0.07, background_cells=8)]
+        size, frames = 32, 8
+    else:
+        specs = default_stream(b.class_batches, b.shift_batch, train_per_class=b.train_per_class,
+                               test_per_class=b.test_per_class, shift_train_per_class=b.shift_train_per_class,
+                               shift_test_per_class=b.shift_test_per_class)
+        size, frames = b.size, b.frames
+    missing = [s.batch_id for s in specs if not (landing / s.batch_id / "labels.csv").is_file()]
+    if missing:  # deterministic: batches already written are the same bytes
+        generate_stream(landing, specs, seed=b.seed, n_frames=frames, size=size, fps=b.fps, only=missing)
+    return landing
+
+
+def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, seeds: list[int] | None = None,
+                  quick: bool = False, ablation: bool = True, single_frame: bool = True) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(params.train.threads)
+    params = params.model_copy(update={"memory": params.memory.model_copy(
+        update={"budget_bytes": params.experiments.memory_budget_bytes})})
+    if quick:
+        params = quick_params(params)
+    e = params.experiments
+    seeds = seeds or ([0] if quick else e.seeds)
+    ablation_seeds = [s for s in seeds if quick or s in e.ablation_seeds] if ablation else []
+    if landing is None:
+        landing = bundled_stream(params, quick, e.landing.with_name(e.landing.name + "-quick") if quick else e.landing)
+    console.print(f"stream: {landing}")
+    stream = load_stream(landing, validation_rules(params), out / "validation",
+                         on_batch=lambda line: console.print(f"  {line}"))
+    runs = {seed: list(METHODS) + (list(ABLATIONS) if seed in ablation_seeds else []) for seed in seeds}
+    if len(stream.batches) < 2:
+        raise ValueError(f"{landing}: a continual-learning benchmark needs at least 2 accepted batches")
+
+    p, later = params, len(stream.batches) - 1
+    total = sum(p.train.epochs_first * (1 + single_frame)  # progress, in epochs
+                + sum((p.train.epochs_first if m.joint else p.train.epochs) * later for m in methods)
+                for methods in runs.values())
+    results: dict[str, dict[int, dict]] = {m.name: {} for m in METHODS + (ABLATIONS if ablation_seeds else ())}
+    single: dict[str, list[float]] = {"single_frame": [], "temporal": []}
+    start = time.perf_counter()
+    work = scratch_dir()
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("benchmark", total=total)
+            for seed in seeds:
+                runner = BenchmarkRunner(stream, params, seed, work / f"seed{seed}")
+                for method in runs[seed]:
+                    bar.update(task, description=f"seed {seed} {method.name}")
+                    run = runner.run(method, on_epoch=lambda: bar.advance(task))
+                    results[method.name][seed] = {"metrics": run.metrics(), "matrix": run.matrix(),
+                                                  "batches": [vars(b) for b in run.batches]}
+                    (out / "partial.json").write_text(json.dumps(results))  # a crash keeps what is done
+                    m = run.metrics()
+                    console.print(f"seed {seed} {method.name:16s} final {m['final_accuracy']:.3f}  "
+                                  f"forgetting {m['mean_forgetting']:.3f}  memory {m['memory_bytes'] / 1e3:.0f} kB  "
+                                  f"steps {m['optimizer_steps']}  {m['wall_seconds']:.0f} s")
+                if single_frame:
+                    bar.update(task, description=f"seed {seed} single frame")
+                    single["single_frame"].append(runner.single_frame(on_epoch=lambda: bar.advance(task)))
+                    single["temporal"].append(results["joint"][seed]["metrics"]["final_accuracy"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    summary = report.summarize(results)
+    on_ablation_seeds = {m: {s: r for s, r in results[m].items() if s in ablation_seeds}
+                         for m in ["tsd"] + [a.name for a in ABLATIONS] if ablation_seeds}
+    ablation_summary = report.summarize(on_ablation_seeds)  # TSD on the same seeds as its ablations
+    compute = report.compute_comparison(results)
+    single_summary = {k: report.mean_std(v) for k, v in single.items()} if single_frame else None
+    result = {
+        "stream": {"landing": str(landing), "batches": [b.batch_id for b in stream.batches],
+                   "classes": stream.classes, "rejected": stream.rejected,
+                   "train_videos": [int((b.rows["split"] == "train").sum()) for b in stream.batches],
+                   "test_videos": [int((b.rows["split"] == "test").sum()) for b in stream.batches]},
+        "settings": {"quick": quick, "model": p.model.model_dump(mode="json"), "train": p.train.model_dump(),
+                     "distil": p.distil.model_dump(), "memory": p.memory.model_dump(),
+                     "device": "cuda" if torch.cuda.is_available() else f"cpu ({p.train.threads} threads)"},
+        "seeds": seeds, "ablation_seeds": ablation_seeds, "wall_seconds": round(time.perf_counter() - start, 1),
+        "runs": results, "summary": summary, "ablation_summary": ablation_summary, "compute": compute, "single_frame": single_summary,
+    }
+    result["targets"] = report.targets(summary, ablation_summary, compute, single_summary)
+    write(result, out)
+    (out / "partial.json").unlink(missing_ok=True)
+    return result
+
+
+def write(result: dict, out: Path) -> None:
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.json").write_text(json.dumps(result, indent=1))
+    (out / "benchmark.md").write_text(report.markdown(result))
+    plots.save(report.accuracy_curves(result), out / "plots" / "accuracy_vs_batch.png")
+    if "tsd" in result["runs"]:
+        plots.save(report.tsd_matrix(result), out / "plots" / "tsd_accuracy_matrix.png")

@@ -1,0 +1,168 @@
+"""Aggregate benchmark runs over seeds; the targets; the Markdown table and the plots."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vidcil import plots
+from vidcil.experiments.methods import ABLATIONS, METHODS
+
+METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting_first", "mean_forgetting",
+           "backward_transfer", "memory_bytes", "optimizer_steps", "wall_seconds")
+TARGET_STEP_MARGIN = 0.02  # "joint accuracy - 2 points"
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def summarize(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``runs[method][seed]`` (with ``metrics``) -> ``{method: {metric: {mean, std, n}}}``."""
+    return {m: {k: mean_std([r["metrics"][k] for r in by_seed.values()]) for k in METRICS}
+            for m, by_seed in runs.items()}
+
+
+def steps_to(curve: list[list[float]], target: float) -> int | None:
+    """Optimizer steps at the first epoch whose accuracy reaches ``target`` (None: never)."""
+    return next((int(s) for s, acc in curve if acc >= target), None)
+
+
+def compute_comparison(runs: dict[str, dict[int, dict]]) -> list[dict]:
+    """Per later batch and seed: steps for distillation (tsd) and for retraining (joint) to reach joint - 2 points."""
+    rows = []
+    for seed, joint in runs.get("joint", {}).items():
+        tsd = runs["tsd"][seed]
+        for k in range(1, len(joint["batches"])):
+            target = joint["batches"][k]["accuracy_all_seen"] - TARGET_STEP_MARGIN
+            distil, retrain = steps_to(tsd["batches"][k]["curve"], target), steps_to(joint["batches"][k]["curve"], target)
+            rows.append({"batch_id": joint["batches"][k]["batch_id"], "seed": seed, "target_accuracy": target,
+                         "distil_steps": distil, "retrain_steps": retrain,
+                         "distil_final": tsd["batches"][k]["accuracy_all_seen"],
+                         "ratio": distil / retrain if distil is not None and retrain else None})
+    return rows
+
+
+def targets(summary: dict, ablation: dict, compute: list[dict], single_frame: dict | None) -> list[dict]:
+    """The issue's targets, each with the measured figure and whether it is met.
+
+    ``ablation``: the summary over the ablation seeds (TSD included), so memories compare on equal seeds.
+    """
+    def m(method, metric, of=summary):
+        return of[method][metric]["mean"] if method in of else None
+
+    out = []
+    ft, joint, tsd = m("finetune", "final_accuracy"), m("joint", "final_accuracy"), m("tsd", "final_accuracy")
+    if None not in (ft, joint, tsd):
+        closed = (tsd - ft) / (joint - ft) if joint > ft else float("nan")
+        out.append({"target": "TSD closes >= 90 % of the finetune-joint gap (final accuracy)",
+                    "figure": f"{closed:.0%} ({ft:.3f} -> {tsd:.3f} of {joint:.3f})" if joint > ft
+                    else f"no gap: finetune {ft:.3f} >= joint {joint:.3f}", "met": joint > ft and closed >= 0.9})
+    f_tsd, f_replay = m("tsd", "mean_forgetting"), m("replay", "mean_forgetting")
+    if None not in (f_tsd, f_replay):
+        out.append({"target": "TSD forgetting <= 1/2 of replay's (mean forgetting)",
+                    "figure": f"{f_tsd:.3f} vs {f_replay:.3f}",
+                    "met": f_tsd <= 0.5 * f_replay if f_replay > 0 else f_tsd <= 0})
+    if "mem_uniform8_x4" in ablation:
+        acc_u, bytes_u = m("mem_uniform8_x4", "final_accuracy", ablation), m("mem_uniform8_x4", "memory_bytes", ablation)
+        acc_d, bytes_d = m("tsd", "final_accuracy", ablation), m("tsd", "memory_bytes", ablation)
+        out.append({"target": "dual granularity matches 8-uniform-frames accuracy (within 1 point) at <= 1/4 of its bytes",
+                    "figure": f"{acc_d:.3f} at {bytes_d / 1e3:.0f} kB vs {acc_u:.3f} at {bytes_u / 1e3:.0f} kB "
+                              f"({bytes_d / bytes_u:.2f}x the bytes)",
+                    "met": acc_d >= acc_u - 0.01 and bytes_d <= bytes_u / 4})
+    if compute:
+        ratios = [r["ratio"] for r in compute]
+        reached = [x for x in ratios if x is not None]
+        figure = (f"mean {np.mean(reached):.2f}x of retraining's steps over {len(reached)} of {len(ratios)} "
+                  "batch-seeds" if reached else "never reached")
+        if len(reached) < len(ratios):
+            figure += f"; not reached in {len(ratios) - len(reached)}"
+        out.append({"target": "distillation reaches joint - 2 points in <= 1/3 of retraining's steps",
+                    "figure": figure, "met": bool(reached) and len(reached) == len(ratios) and max(reached) <= 1 / 3})
+    if single_frame:
+        out.append({"target": "a single-frame model scores far below a temporal one (joint training, all classes)",
+                    "figure": f"{single_frame['single_frame']['mean']:.3f} vs {single_frame['temporal']['mean']:.3f}",
+                    "met": single_frame["single_frame"]["mean"] < single_frame["temporal"]["mean"] - 0.2})
+    return out
+
+
+def _cell(stat: dict, fmt: str, scale: float = 1.0) -> str:
+    mean, std = stat["mean"] * scale, stat["std"] * scale
+    return f"{mean:{fmt}} ± {std:{fmt}}" if stat["n"] > 1 else f"{mean:{fmt}}"
+
+
+def markdown(result: dict) -> str:
+    summary, titles = result["summary"], {m.name: m.title for m in METHODS + ABLATIONS}
+    seeds = ", ".join(str(s) for s in result["seeds"])
+    head = ("| method | final acc | avg incr acc | forgetting (1st batch) | forgetting (mean) | BWT "
+            "| memory kB | optimizer steps | wall s |\n|---|---|---|---|---|---|---|---|---|\n")
+
+    def table(names, summary=summary):
+        lines = []
+        for name in names:
+            if name not in summary:
+                continue
+            s = summary[name]
+            lines.append(f"| {titles[name]} | {_cell(s['final_accuracy'], '.3f')} | "
+                         f"{_cell(s['average_incremental_accuracy'], '.3f')} | {_cell(s['forgetting_first'], '.3f')} | "
+                         f"{_cell(s['mean_forgetting'], '.3f')} | {_cell(s['backward_transfer'], '.3f')} | "
+                         f"{_cell(s['memory_bytes'], '.0f', 1e-3)} | {_cell(s['optimizer_steps'], '.0f')} | "
+                         f"{_cell(s['wall_seconds'], '.0f')} |")
+        return head + "\n".join(lines) + "\n"
+
+    out = [f"## Methods (mean ± std over seeds {seeds})\n", table([m.name for m in METHODS])]
+    if result.get("ablation_summary"):
+        seeds_a = ", ".join(str(s) for s in result["ablation_seeds"])
+        out += [f"\n## Memory ablation (TSD distillation; same byte budget unless stated; seeds {seeds_a})\n",
+                table(["tsd"] + [a.name for a in ABLATIONS], result["ablation_summary"])]
+    if result.get("compute"):
+        out += ["\n## Compute: optimizer steps to reach joint accuracy − 2 points\n",
+                "| batch | seed | target | distil from champion | retrain from scratch | ratio |\n|---|---|---|---|---|---|\n"]
+        for r in result["compute"]:
+            ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "—"
+            distil = r["distil_steps"] if r["distil_steps"] is not None else f"not reached ({r['distil_final']:.3f})"
+            out.append(f"| {r['batch_id']} | {r['seed']} | {r['target_accuracy']:.3f} | {distil} | "
+                       f"{r['retrain_steps'] if r['retrain_steps'] is not None else '—'} | {ratio} |\n")
+    if result.get("single_frame"):
+        sf = result["single_frame"]
+        out.append(f"\nSingle frame vs temporal (joint training on every batch, all classes): "
+                   f"{_cell(sf['single_frame'], '.3f')} vs {_cell(sf['temporal'], '.3f')}\n")
+    out += ["\n## Targets\n", "| target | measured | met |\n|---|---|---|\n"]
+    out += [f"| {t['target']} | {t['figure']} | {'yes' if t['met'] else '**no**'} |\n" for t in result["targets"]]
+    return "".join(out)
+
+
+def accuracy_curves(result: dict):
+    """Accuracy on all seen classes after each batch, every method (mean ± std over seeds)."""
+    fig, ax = plots.plt.subplots(figsize=(8, 4.5))
+    titles = {m.name: m.title for m in METHODS + ABLATIONS}
+    for name, by_seed in result["runs"].items():
+        acc = np.array([[b["accuracy_all_seen"] for b in r["batches"]] for r in by_seed.values()])
+        x = [b["batch_id"] for b in next(iter(by_seed.values()))["batches"]]
+        style = "--" if name.startswith("mem_") else "-"
+        line, = ax.plot(x, acc.mean(0), style, marker="o", label=titles.get(name, name))
+        if len(acc) > 1:
+            ax.fill_between(x, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), color=line.get_color(), alpha=0.12)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("after batch")
+    ax.set_ylabel("accuracy on all seen classes")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def tsd_matrix(result: dict):
+    """The TSD accuracy matrix, mean over seeds."""
+    runs = list(result["runs"]["tsd"].values())
+    rows = np.nanmean([_square(r["matrix"]) for r in runs], axis=0)
+    batches = [b["batch_id"] for b in runs[0]["batches"]]
+    record = {"columns": batches, "matrix": [list(r[: i + 1]) for i, r in enumerate(rows)],
+              "batches": [{"batch_id": b} for b in batches]}
+    return plots.accuracy_matrix(record)
+
+
+def _square(matrix: list[list[float]]) -> np.ndarray:
+    A = np.full((len(matrix), len(matrix)), np.nan)
+    for i, r in enumerate(matrix):
+        A[i, : len(r)] = r
+    return A

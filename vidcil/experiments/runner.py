@@ -1,0 +1,282 @@
+"""Run every method on one stream, same seeds and memory budget, in one process.
+
+The stream is any landing folder in the incoming-batch contract; each batch goes through the same
+Great Expectations validation as in the pipeline (rejected batches are left out, with the reason).
+Videos are decoded once and shared by every run. A run uses the library the pipeline uses
+(``train``, ``build_memory``, the distillers, the metrics); it skips only what a comparison does
+not need: MLflow, DVC and the promotion gates (every new model becomes the next teacher).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vidcil.config import Params
+from vidcil.data.clips import ClipDataset, ClipRef
+from vidcil.data.validation import Rules, validate_batch
+from vidcil.data.video import decode_video
+from vidcil.distill.losses import make_distiller
+from vidcil.experiments.methods import CURVES, Method
+from vidcil.memory.exemplars import herding_priority, random_priority, rank_exemplars, true_class_confidence
+from vidcil.memory.keyframes import AdaptiveThreshold, FixedThreshold, UniformFrames
+from vidcil.memory.store import KeyframeMemory, build_memory, empty_memory
+from vidcil.metrics import continual
+from vidcil.models.tsm import VideoRecognizer
+from vidcil.training import embed, predict_proba, train
+
+
+@dataclass
+class Batch:
+    batch_id: str
+    folder: Path
+    rows: pd.DataFrame  # accepted rows: video, label, split
+
+
+@dataclass
+class Stream:
+    batches: list[Batch]
+    classes: list[str]  # arrival order (sorted within a batch): class i is logit i
+    rejected: dict[str, list[str]] = field(default_factory=dict)
+    frames: dict[Path, np.ndarray] = field(default_factory=dict)  # every accepted video, decoded once
+
+    def decode(self, path: Path) -> np.ndarray:
+        return self.frames[path] if path in self.frames else decode_video(path)
+
+    def refs(self, batch: Batch, split: str) -> list[ClipRef]:
+        rows = batch.rows[batch.rows["split"] == split]
+        return [ClipRef(batch.folder / r.video, self.classes.index(r.label), batch.batch_id, r.video)
+                for r in rows.itertuples()]
+
+    def seen_classes(self, k: int) -> int:
+        return len({c for b in self.batches[: k + 1] for c in b.rows["label"]})
+
+
+def load_stream(landing: Path, rules: Rules, report_dir: Path, on_batch: Callable[[str], None] = print) -> Stream:
+    """Validate every batch under ``landing`` (arrival order) and decode its accepted videos."""
+    folders = sorted(p for p in Path(landing).iterdir() if (p / "labels.csv").is_file())
+    if not folders:
+        raise FileNotFoundError(f"{landing}: no batch folder with a labels.csv (the incoming-batch contract)")
+    stream = Stream([], [])
+    for folder in folders:
+        verdict = validate_batch(folder, rules, report_dir / folder.name)
+        if not verdict.accepted:
+            stream.rejected[folder.name] = verdict.reasons
+            on_batch(f"{folder.name}: REJECTED, left out of the benchmark: {'; '.join(verdict.reasons)}")
+            continue
+        rows = verdict.accepted_rows[["video", "label", "split"]]
+        batch = Batch(folder.name, folder, rows)
+        stream.batches.append(batch)
+        stream.classes += [c for c in sorted(set(rows["label"])) if c not in stream.classes]
+        for video in rows["video"]:
+            stream.frames[folder / video] = decode_video(folder / video)
+        on_batch(f"{folder.name}: {len(rows)} videos, classes {', '.join(sorted(set(rows['label'])))}")
+    if not stream.batches:
+        raise ValueError(f"{landing}: every batch was rejected; nothing to benchmark")
+    return stream
+
+
+@dataclass
+class BatchResult:
+    batch_id: str
+    row: list[float]  # accuracy on each seen batch's test videos
+    accuracy_all_seen: float
+    memory_bytes: int
+    memory_clips: int
+    steps: int
+    seconds: float
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (steps, accuracy all seen) per epoch
+
+
+@dataclass
+class RunResult:
+    method: str
+    seed: int
+    batches: list[BatchResult]
+
+    def metrics(self) -> dict[str, float]:
+        A = np.full((len(self.batches), len(self.batches)), np.nan)
+        for i, b in enumerate(self.batches):
+            A[i, : len(b.row)] = b.row
+        acc = [b.accuracy_all_seen for b in self.batches]
+        return {
+            "final_accuracy": acc[-1],
+            "average_incremental_accuracy": continual.average_incremental_accuracy(acc),
+            "forgetting_first": continual.forgetting_first(A),
+            "mean_forgetting": continual.mean_forgetting(A),
+            "backward_transfer": continual.backward_transfer(A),
+            "memory_bytes": self.batches[-1].memory_bytes,
+            "optimizer_steps": sum(b.steps for b in self.batches),
+            "wall_seconds": sum(b.seconds for b in self.batches),
+        }
+
+    def matrix(self) -> list[list[float]]:
+        return [b.row for b in self.batches]
+
+
+class Evaluator:
+    """Accuracy of a model on each batch's test videos (datasets built once)."""
+
+    def __init__(self, stream: Stream, num_segments: int):
+        self.sets = [ClipDataset(stream.refs(b, "test"), num_segments, train=False, decode=stream.decode)
+                     for b in stream.batches]
+
+    def __call__(self, model: VideoRecognizer, k: int) -> tuple[list[float], float]:
+        """Per-batch accuracy on batches ``0..k`` and the accuracy over all their test videos."""
+        correct = [predict_proba(model, s).argmax(1) == s.labels for s in self.sets[: k + 1]]
+        return [float(c.mean()) for c in correct], float(np.concatenate(correct).mean())
+
+
+class BenchmarkRunner:
+    """One stream, one seed: a batch-0 model shared by every method, then each method's stream."""
+
+    def __init__(self, stream: Stream, params: Params, seed: int, workdir: Path):
+        self.stream, self.params, self.seed = stream, params, seed
+        self.workdir = Path(workdir)
+        self.evaluate = Evaluator(stream, params.model.num_segments)
+        self._base: tuple[VideoRecognizer, BatchResult] | None = None
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _new_model(self, num_classes: int, num_segments: int | None = None) -> VideoRecognizer:
+        m = self.params.model
+        torch.manual_seed(self.seed)
+        return VideoRecognizer(m.arch, num_classes, num_segments or m.num_segments, m.shift_div, m.dropout,
+                               m.init_weights)
+
+    def _train(self, model, refs, epochs, k, *, teacher=None, method: Method | None = None, curve=None,
+               num_segments=None, on_epoch=None) -> int:
+        p = self.params
+        data = ClipDataset(refs, num_segments or p.model.num_segments, train=True, seed=self.seed,
+                           decode=self.stream.decode)
+        distiller = None
+        if teacher is not None:
+            distiller = make_distiller(method.distil, alpha=p.distil.alpha, pooling=p.distil.pooling,
+                                       normalize=p.distil.normalize, align=method.align,
+                                       temperature=p.distil.temperature)
+
+        def epoch_done(epoch, row):
+            if curve is not None:  # accuracy after every epoch, for steps-to-target
+                curve.append((row["steps"], self.evaluate(model, k)[1]))
+                model.train()
+            if on_epoch:
+                on_epoch()
+
+        result = train(model, data, epochs=epochs, batch_size=p.train.batch_size, lr=p.train.lr,
+                       weight_decay=p.train.weight_decay, seed=self.seed + k, teacher=teacher, distiller=distiller,
+                       lam=p.distil.lam, stages=tuple(p.distil.stages), on_epoch=epoch_done)
+        return result.steps
+
+    def base_model(self, on_epoch=None) -> tuple[VideoRecognizer, BatchResult]:
+        """Batch 0, from scratch: the same for every method (same seed, data, epochs), so trained once."""
+        if self._base is None:
+            first = self.stream.batches[0]
+            model = self._new_model(self.stream.seen_classes(0))
+            start = time.perf_counter()
+            steps = self._train(model, self.stream.refs(first, "train"), self.params.train.epochs_first, 0,
+                                on_epoch=on_epoch)
+            seconds = time.perf_counter() - start
+            row, acc = self.evaluate(model, 0)
+            self._base = model, BatchResult(first.batch_id, row, acc, 0, 0, steps, seconds)
+        model, result = self._base
+        return copy.deepcopy(model), copy.deepcopy(result)
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def _frame_policy(self, method: Method):
+        if method.frames == "uniform8":
+            return UniformFrames(8)
+        if method.frames == "adaptive":
+            return AdaptiveThreshold()
+        return FixedThreshold(self.params.memory.keyframe_threshold)
+
+    def _next_memory(self, method: Method, memory: KeyframeMemory, teacher: VideoRecognizer, k: int) -> KeyframeMemory:
+        """Exemplars of batch ``k - 1`` (just learnt by ``teacher``) folded into the memory batch ``k`` trains on."""
+        p, learnt = self.params.memory, self.stream.batches[k - 1]
+        refs = self.stream.refs(learnt, "train")
+        data = ClipDataset(refs, self.params.model.num_segments, train=False, decode=self.stream.decode)
+        labels = data.labels
+        confidence = true_class_confidence(predict_proba(teacher, data), labels)
+        if method.selection == "random":
+            priority = random_priority(labels, np.random.default_rng([self.seed, k]))
+        elif method.selection == "herding":
+            priority = herding_priority(embed(teacher, data), labels)
+        else:
+            priority = confidence
+        candidates = pd.DataFrame({"batch_id": learnt.batch_id, "video": [r.video for r in refs],
+                                   "label": [self.stream.classes[i] for i in labels],
+                                   "confidence": confidence, "priority": priority})
+        ranked = rank_exemplars(candidates, p.candidates_per_class, by="priority")
+        budget = int(p.budget_bytes * method.budget_factor)
+        folders = {b.batch_id: b.folder for b in self.stream.batches}
+        return build_memory(memory, ranked, lambda b, v: folders[b] / v,
+                            self.workdir / method.name / "memory" / self.stream.batches[k].batch_id,
+                            budget_bytes=budget, threshold=p.keyframe_threshold,
+                            batches=(*memory.batches, learnt.batch_id), frame_policy=self._frame_policy(method))
+
+    def _memory_refs(self, memory: KeyframeMemory) -> list[ClipRef]:
+        return [ClipRef(memory.shard_path(e), self.stream.classes.index(e.label), e.batch_id, e.video)
+                for _, e in memory.entries.iterrows()]
+
+    # -- one method's stream --------------------------------------------------------------------
+
+    def run(self, method: Method, on_batch: Callable[[BatchResult], None] | None = None,
+            on_epoch=None) -> RunResult:
+        p, batches = self.params, self.stream.batches
+        model, first = self.base_model(on_epoch)
+        results = [first]
+        if on_batch:
+            on_batch(first)
+        memory = empty_memory(self.workdir / method.name / "memory" / "none", p.memory.budget_bytes,
+                              p.memory.keyframe_threshold)
+        for k in range(1, len(batches)):
+            n_classes = self.stream.seen_classes(k)
+            curve = [] if method.name in CURVES else None
+            start = time.perf_counter()
+            if method.joint:
+                model = self._new_model(n_classes)
+                refs = [r for b in batches[: k + 1] for r in self.stream.refs(b, "train")]
+                steps = self._train(model, refs, p.train.epochs_first, k, curve=curve, on_epoch=on_epoch)
+                stored = sum((b.folder / v).stat().st_size for b in batches[: k + 1]
+                             for v in b.rows.loc[b.rows["split"] == "train", "video"])
+                clips = len(refs)
+            else:
+                teacher = model
+                if method.replay:
+                    memory = self._next_memory(method, memory, teacher, k)
+                model = copy.deepcopy(teacher)
+                model.widen(n_classes)
+                refs = self.stream.refs(batches[k], "train") + (self._memory_refs(memory) if method.replay else [])
+                steps = self._train(model, refs, p.train.epochs, k, teacher=teacher if method.distil else None,
+                                    method=method, curve=curve, on_epoch=on_epoch)
+                stored = memory.bytes_on_disk if method.replay else 0
+                clips = len(memory.entries) if method.replay else 0
+            seconds = time.perf_counter() - start
+            row, acc = self.evaluate(model, k)
+            results.append(BatchResult(batches[k].batch_id, row, acc, stored, clips, steps, seconds, curve or []))
+            if on_batch:
+                on_batch(results[-1])
+        return RunResult(method.name, self.seed, results)
+
+    def single_frame(self, on_epoch=None) -> float:
+        """A model that sees one frame per clip, trained on every batch at once: accuracy on all test videos."""
+        k = len(self.stream.batches) - 1
+        model = self._new_model(self.stream.seen_classes(k), num_segments=1)
+        refs = [r for b in self.stream.batches for r in self.stream.refs(b, "train")]
+        self._train(model, refs, self.params.train.epochs_first, k, num_segments=1, on_epoch=on_epoch)
+        tests = [ClipDataset(s.refs, 1, train=False, decode=self.stream.decode) for s in self.evaluate.sets]
+        correct = np.concatenate([predict_proba(model, s).argmax(1) == s.labels for s in tests])
+        return float(correct.mean())
+
+
+def scratch_dir(root: Path | None = None) -> Path:
+    """Where runs write their memories (real shards on disk, so bytes are real)."""
+    return Path(tempfile.mkdtemp(prefix="vidcil-bench-", dir=root))
