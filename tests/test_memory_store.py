@@ -107,3 +107,14 @@ def test_a_frame_policy_shapes_what_the_memory_stores(tmp_path):
                        frame_policy=UniformFrames(4))
     assert mem.entries.keyframes.tolist() == [[1, 4, 7, 10], [1, 4, 7, 10]]
     assert decode_video(mem.shard_path(mem.entries.iloc[0])).shape[0] == 4
+
+
+def test_an_adaptive_memory_keeps_a_class_whose_equal_split_is_too_small_for_any_video(tmp_path):
+    source = _videos(tmp_path, 6)
+    one_frame = write_video(tmp_path / "one.mp4", decode_video(source("b0", "v0.mp4"))[:1])
+    ranked = _ranked([("a", 0.9 - i / 10) for i in range(6)])
+    budget = one_frame * 3  # a sixth of it per candidate cannot hold a single frame
+    mem = build_memory(empty_memory(tmp_path / "m", 0, 0.05), ranked, source, tmp_path / "m/b1",
+                       budget_bytes=budget, threshold=0.05, batches=("b0",), frame_policy=AdaptiveThreshold())
+    assert mem.entries.video.tolist() == ["v0.mp4"]  # the most confident video, fitted to the whole share
+    assert mem.bytes_on_disk <= budget

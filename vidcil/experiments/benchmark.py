@@ -61,8 +61,9 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(params.train.threads)
-    params = params.model_copy(update={"memory": params.memory.model_copy(
-        update={"budget_bytes": params.experiments.memory_budget_bytes})})
+    params = params.model_copy(update={  # the benchmark's own budget and clip length, for every method
+        "memory": params.memory.model_copy(update={"budget_bytes": params.experiments.memory_budget_bytes}),
+        "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments})})
     if quick:
         params = quick_params(params)
     e = params.experiments

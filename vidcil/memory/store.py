@@ -131,6 +131,8 @@ def build_memory(
         for i, row in enumerate(group.itertuples()):
             frames = decode_video(source(row.batch_id, row.video))
             keys = frame_policy(frames, (share - used) // (len(group) - i))
+            last = not keys  # an equal split is too little for this video: it gets all that is left
+            keys = keys or frame_policy(frames, share - used)
             if not keys:
                 break
             name, size = _write_shard(frames[keys], staging, row.batch_id, row.video)
@@ -143,6 +145,8 @@ def build_memory(
                  "confidence": float(row.confidence), "priority": float(row.priority),
                  "keyframes": [int(k) for k in keys], "shard": name, "bytes": size}
             )
+            if last:
+                break
     entries = pd.concat([kept_old, pd.DataFrame(new_entries, columns=ENTRY_COLUMNS)], ignore_index=True)
     missing = sorted(set(classes) - set(entries["label"]))
     if missing:
