@@ -8,6 +8,7 @@ import pytest
 from vidcil.config import Params
 from vidcil.experiments.benchmark import bundled_stream, quick_params, run_benchmark
 from vidcil.experiments.methods import ABLATIONS, METHODS
+from vidcil.experiments.report import at_batch, last_new_class_batch
 from vidcil.experiments.runner import load_stream
 from vidcil.steps import validation_rules
 
@@ -51,6 +52,7 @@ def test_quick_benchmark_runs_every_method_on_a_user_stream_and_leaves_out_a_rej
     for method in METHODS + ABLATIONS:
         assert f"| {method.title} |" in table
     assert "## Targets" in table and "## Compute" in table
+    assert "## After b001, the last batch with new classes" in table  # b002 is the shift batch
     for plot in ("accuracy_vs_batch.png", "tsd_accuracy_matrix.png"):
         assert (out / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     assert not (out / "partial.json").exists()
@@ -59,3 +61,26 @@ def test_quick_benchmark_runs_every_method_on_a_user_stream_and_leaves_out_a_rej
 def test_a_folder_without_batches_is_refused_with_the_contract(tmp_path):
     with pytest.raises(FileNotFoundError, match="labels.csv"):
         load_stream(tmp_path, validation_rules(Params()), tmp_path / "reports")
+
+
+def _result(batch_classes):
+    return {"stream": {"batches": [f"b{k:03d}" for k in range(len(batch_classes))], "batch_classes": batch_classes}}
+
+
+def test_the_state_before_a_batch_without_new_classes_is_found():
+    assert last_new_class_batch(_result([["a", "b"], ["c"], ["a", "b", "c"]])) == 1
+    assert last_new_class_batch(_result([["a", "b"], ["c"], ["d"]])) is None  # the final figures say it all
+    assert last_new_class_batch(_result([["a", "b"], ["a", "b"]])) is None  # nothing new after batch 0
+    assert last_new_class_batch({"stream": {"batches": ["b000", "b001"]}}) is None  # an older benchmark.json
+
+
+def test_accuracy_and_forgetting_after_an_earlier_batch_come_from_the_matrix_up_to_it():
+    run = {"matrix": [[0.9], [0.6, 1.0], [0.8, 0.9, 0.95]],
+           "batches": [{"accuracy_all_seen": 0.9}, {"accuracy_all_seen": 0.75}, {"accuracy_all_seen": 0.88}]}
+    other = {"matrix": [[0.9], [0.8, 0.9], [0.9, 0.9, 0.9]],
+             "batches": [{"accuracy_all_seen": 0.9}, {"accuracy_all_seen": 0.85}, {"accuracy_all_seen": 0.9}]}
+    stats = at_batch({"m": {0: run, 1: other}}, 1)["m"]
+    assert stats["accuracy_all_seen"]["mean"] == pytest.approx(0.80)
+    assert stats["forgetting_first"]["mean"] == pytest.approx((0.3 + 0.1) / 2)  # after batch 1, not batch 2
+    assert stats["mean_forgetting"]["mean"] == pytest.approx(0.2)
+    assert stats["mean_forgetting"]["n"] == 2

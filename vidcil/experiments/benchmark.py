@@ -117,7 +117,8 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     single_summary = {k: report.mean_std(v) for k, v in single.items()} if single_frame else None
     result = {
         "stream": {"landing": str(landing), "batches": [b.batch_id for b in stream.batches],
-                   "classes": stream.classes, "rejected": stream.rejected,
+                   "classes": stream.classes,
+                   "batch_classes": [sorted(set(b.rows["label"])) for b in stream.batches], "rejected": stream.rejected,
                    "train_videos": [int((b.rows["split"] == "train").sum()) for b in stream.batches],
                    "test_videos": [int((b.rows["split"] == "test").sum()) for b in stream.batches]},
         "settings": {"quick": quick, "model": p.model.model_dump(mode="json"), "train": p.train.model_dump(),

@@ -6,6 +6,7 @@ import numpy as np
 
 from vidcil import plots
 from vidcil.experiments.methods import ABLATIONS, METHODS
+from vidcil.metrics import continual
 
 METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting_first", "mean_forgetting",
            "backward_transfer", "memory_bytes", "optimizer_steps", "wall_seconds")
@@ -41,6 +42,32 @@ def compute_comparison(runs: dict[str, dict[int, dict]]) -> list[dict]:
                          "distil_final": tsd["batches"][k]["accuracy_all_seen"],
                          "ratio": distil / retrain if distil is not None and retrain else None})
     return rows
+
+
+def last_new_class_batch(result: dict) -> int | None:
+    """The last batch that brought a new class, when later batches brought none (e.g. a domain-shift
+    batch with every known class), else None. Those later batches re-teach old classes from new
+    videos, which hides forgetting in the final figures; the state before them shows it."""
+    seen, last = set(), None
+    for k, classes in enumerate(result["stream"].get("batch_classes") or []):
+        if set(classes) - seen:
+            last = k
+        seen |= set(classes)
+    return last if last is not None and 0 < last < len(result["stream"]["batches"]) - 1 else None
+
+
+def at_batch(runs: dict[str, dict[int, dict]], k: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Per method, mean ± std over seeds of the accuracy on all seen classes and both forgettings after batch ``k``."""
+    out = {}
+    for name, by_seed in runs.items():
+        rows = {"accuracy_all_seen": [], "mean_forgetting": [], "forgetting_first": []}
+        for r in by_seed.values():
+            A = _square(r["matrix"])[: k + 1, : k + 1]
+            rows["accuracy_all_seen"].append(r["batches"][k]["accuracy_all_seen"])
+            rows["mean_forgetting"].append(continual.mean_forgetting(A))
+            rows["forgetting_first"].append(continual.forgetting_first(A))
+        out[name] = {key: mean_std(v) for key, v in rows.items()}
+    return out
 
 
 def targets(summary: dict, ablation: dict, compute: list[dict], single_frame: dict | None) -> list[dict]:
@@ -115,6 +142,17 @@ def markdown(result: dict) -> str:
         seeds_a = ", ".join(str(s) for s in result["ablation_seeds"])
         out += [f"\n## Memory ablation (TSD distillation; same byte budget unless stated; seeds {seeds_a})\n",
                 table(["tsd"] + [a.name for a in ABLATIONS], result["ablation_summary"])]
+    k = last_new_class_batch(result)
+    if k is not None:
+        batch = result["stream"]["batches"][k]
+        out += [f"\n## After {batch}, the last batch with new classes (mean ± std over seeds; ablation: seeds "
+                f"{', '.join(str(s) for s in result['ablation_seeds']) or '—'})\n",
+                "The later batches bring no new class: they re-teach the known classes from new videos, which "
+                "hides forgetting in the final figures above.\n\n",
+                "| method | accuracy on all seen classes | forgetting (1st batch) | forgetting (mean) |\n|---|---|---|---|\n"]
+        for name, s in at_batch(result["runs"], k).items():
+            out.append(f"| {titles[name]} | {_cell(s['accuracy_all_seen'], '.3f')} | "
+                       f"{_cell(s['forgetting_first'], '.3f')} | {_cell(s['mean_forgetting'], '.3f')} |\n")
     if result.get("compute"):
         out += ["\n## Compute: optimizer steps to reach joint accuracy − 2 points\n",
                 "| batch | seed | target | distil from champion | retrain from scratch | ratio |\n|---|---|---|---|---|---|\n"]
@@ -136,11 +174,13 @@ def accuracy_curves(result: dict):
     """Accuracy on all seen classes after each batch, every method (mean ± std over seeds)."""
     fig, ax = plots.plt.subplots(figsize=(8, 4.5))
     titles = {m.name: m.title for m in METHODS + ABLATIONS}
-    for name, by_seed in result["runs"].items():
+    colours = plots.plt.get_cmap("tab20").colors  # more methods than the default cycle's 10 colours
+    for i, (name, by_seed) in enumerate(result["runs"].items()):
         acc = np.array([[b["accuracy_all_seen"] for b in r["batches"]] for r in by_seed.values()])
         x = [b["batch_id"] for b in next(iter(by_seed.values()))["batches"]]
         style = "--" if name.startswith("mem_") else "-"
-        line, = ax.plot(x, acc.mean(0), style, marker="o", label=titles.get(name, name))
+        line, = ax.plot(x, acc.mean(0), style, marker="o", color=colours[(2 * i) % 20 + (2 * i) // 20],
+                        label=titles.get(name, name))
         if len(acc) > 1:
             ax.fill_between(x, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), color=line.get_color(), alpha=0.12)
     ax.set_ylim(0, 1.02)
