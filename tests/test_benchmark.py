@@ -84,3 +84,19 @@ def test_accuracy_and_forgetting_after_an_earlier_batch_come_from_the_matrix_up_
     assert stats["forgetting_first"]["mean"] == pytest.approx((0.3 + 0.1) / 2)  # after batch 1, not batch 2
     assert stats["mean_forgetting"]["mean"] == pytest.approx(0.2)
     assert stats["mean_forgetting"]["n"] == 2
+
+
+def test_a_budget_too_small_for_one_exemplar_names_the_method_batch_and_the_benchmark_setting(tmp_path, monkeypatch):
+    import vidcil.experiments.benchmark as bench
+
+    def tiny_budget(params):
+        quick = quick_params(params)
+        return quick.model_copy(update={"memory": quick.memory.model_copy(update={"budget_bytes": 500})})
+
+    monkeypatch.setattr(bench, "quick_params", tiny_budget)
+    landing = bundled_stream(quick_params(Params()), True, tmp_path / "landing")
+    with pytest.raises(ValueError, match=r"replay, seed 0, memory for b001: .*too little for one exemplar"
+                                         r".*experiments\.memory_budget_bytes, now 500"):
+        run_benchmark(Params(), tmp_path / "out", landing=landing, quick=True, ablation=False, single_frame=False)
+    finished = json.loads((tmp_path / "out" / "partial.json").read_text())
+    assert list(finished["finetune"]) == ["0"]  # the runs before the failure are kept

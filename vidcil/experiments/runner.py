@@ -220,10 +220,14 @@ class BenchmarkRunner:
         ranked = rank_exemplars(candidates, p.candidates_per_class, by="priority")
         budget = int(p.budget_bytes * method.budget_factor)
         folders = {b.batch_id: b.folder for b in self.stream.batches}
-        return build_memory(memory, ranked, lambda b, v: folders[b] / v,
-                            self.workdir / method.name / "memory" / self.stream.batches[k].batch_id,
-                            budget_bytes=budget, threshold=p.keyframe_threshold,
-                            batches=(*memory.batches, learnt.batch_id), frame_policy=self._frame_policy(method))
+        try:
+            return build_memory(memory, ranked, lambda b, v: folders[b] / v,
+                                self.workdir / method.name / "memory" / self.stream.batches[k].batch_id,
+                                budget_bytes=budget, threshold=p.keyframe_threshold,
+                                batches=(*memory.batches, learnt.batch_id), frame_policy=self._frame_policy(method))
+        except ValueError as e:  # the pipeline's advice names its own knob; here the budget is the benchmark's
+            raise ValueError(f"{method.name}, seed {self.seed}, memory for {self.stream.batches[k].batch_id}: {e} "
+                             f"(in the benchmark: experiments.memory_budget_bytes, now {p.budget_bytes})") from e
 
     def _memory_refs(self, memory: KeyframeMemory) -> list[ClipRef]:
         return [ClipRef(memory.shard_path(e), self.stream.classes.index(e.label), e.batch_id, e.video)
