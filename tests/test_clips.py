@@ -1,7 +1,9 @@
 import numpy as np
+import torch
 import pytest
 
-from vidcil.data.clips import ClipDataset, ClipRef, sample_indices, to_model_input
+from vidcil.data.clips import ClipDataset, ClipRef, DirectDecode, SeededSampler, clip_loader, sample_indices
+from vidcil.data.transforms import clip_transform
 from vidcil.data.video import VideoDecodeError, decode_video, probe_video, write_video
 from tests.conftest import moving_square
 
@@ -47,10 +49,28 @@ def test_undecodable_file_names_the_file(tmp_path):
         decode_video(bad)
 
 
-def test_dataset_yields_model_input(tmp_path):
+def test_dataset_yields_model_input_at_the_input_size(tmp_path):
     write_video(tmp_path / "a.mp4", moving_square(12, size=32))
-    data = ClipDataset([ClipRef(tmp_path / "a.mp4", 3)], num_segments=4, train=False)
+    data = ClipDataset([ClipRef(tmp_path / "a.mp4", 3)], clip_transform(4, 24, train=False, short_side=32),
+                       DirectDecode(short_side=32))
     x, y = data[0]
-    assert x.shape == (4, 3, 32, 32) and x.dtype.is_floating_point and y == 3
+    assert x.shape == (4, 3, 24, 24) and x.dtype.is_floating_point and y == 3
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    assert to_model_input(np.zeros((2, 4, 8, 8, 3), np.uint8)).shape == (2, 4, 3, 8, 8)
+
+
+def test_seeded_sampling_is_the_same_with_any_number_of_workers(tmp_path):
+    refs = []
+    for i in range(6):
+        write_video(tmp_path / f"{i}.mp4", moving_square(12, size=32, jumps=(2 + i % 4, 9)))
+        refs.append(ClipRef(tmp_path / f"{i}.mp4", i % 2))
+    data = ClipDataset(refs, clip_transform(4, 24, train=True), DirectDecode(short_side=32))
+
+    def epoch(workers, e):
+        loader = clip_loader(data, batch_size=2, train=True, seed=7, num_workers=workers)
+        loader.sampler.set_epoch(e)
+        return torch.cat([x for x, _ in loader])
+
+    zero, two = epoch(0, 1), epoch(2, 1)
+    assert torch.equal(zero, two)  # same frames, same crops: randomness is per item, not per worker
+    assert not torch.equal(zero, epoch(0, 2))  # a new epoch draws anew
+    assert sorted(i for i, _ in SeededSampler(6, 7, shuffle=True)) == list(range(6))

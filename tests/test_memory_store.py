@@ -13,7 +13,7 @@ def _videos(tmp_path, n):
     folder = tmp_path / "batch"
     for i in range(n):
         write_video(folder / f"v{i}.mp4", moving_square(12, size=32, jumps=(3 + i % 3, 9)))
-    return lambda batch_id, video: folder / video
+    return lambda batch_id, video: decode_video(folder / video)  # the frames, as the cache gives them
 
 
 def _ranked(labels_conf):
@@ -111,7 +111,7 @@ def test_a_frame_policy_shapes_what_the_memory_stores(tmp_path):
 
 def test_an_adaptive_memory_keeps_a_class_whose_equal_split_is_too_small_for_any_video(tmp_path):
     source = _videos(tmp_path, 6)
-    one_frame = write_video(tmp_path / "one.mp4", decode_video(source("b0", "v0.mp4"))[:1])
+    one_frame = write_video(tmp_path / "one.mp4", source("b0", "v0.mp4")[:1])
     ranked = _ranked([("a", 0.9 - i / 10) for i in range(6)])
     budget = one_frame * 3  # a sixth of it per candidate cannot hold a single frame
     mem = build_memory(empty_memory(tmp_path / "m", 0, 0.05), ranked, source, tmp_path / "m/b1",

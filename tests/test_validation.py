@@ -151,7 +151,7 @@ def _zero_duration(folder):
 
 
 def _huge(folder):
-    _encode(folder / "bad.mp4", np.zeros((8, 2304, 4096, 3), np.uint8))  # 4K: refused unread
+    _encode(folder / "bad.mp4", np.zeros((8, 256, 4608, 3), np.uint8))  # wider than 4K: refused unread
     return "bad.mp4"
 
 
@@ -201,7 +201,7 @@ ROW_CASES = {
     "audio-only file": (_bad_video(_audio_only), 12, "has no video stream (audio only)"),
     "one-frame video": (_bad_video(_one_frame), 12, "has 1 frame(s), the model samples 4"),
     "zero-duration video": (_bad_video(_zero_duration), 12, "no stream at all (an empty, zero-duration container)"),
-    "very large resolution": (_bad_video(_huge), 12, "is 4096x2304, outside 16-1920 pixels a side"),
+    "very large resolution": (_bad_video(_huge), 12, "is 4608x256, outside 16-4096 pixels a side"),
     "variable frame rate": (_bad_video(_variable_rate), 12, "has a variable frame rate"),
     "duplicate row": (_listed("push/train_0.mp4,push,train"), 12, "same content (sha256) as row 2"),
     "same content under two names": (_same_content, 12, "same content (sha256) as row 2"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vidcil.models.tsm import ARCHS, STAGES
 
@@ -44,6 +44,7 @@ class ExperimentParams(_Section):
     # Smaller than the demo's stream (48 px, 24 training videos per class), and 4 frames per clip,
     # so that 3 seeds x 7 methods + the ablation fit 90 minutes on 2 CPU cores.
     num_segments: int = Field(4, ge=1)
+    input_size: int = Field(48, ge=16)  # data.input_size and data.short_side here: the stream's native 48 px
     stream: BenchmarkParams = BenchmarkParams(size=48, train_per_class=24)
 
 
@@ -52,6 +53,46 @@ class PathParams(_Section):
     store: Path = Path("data/store")  # accepted batches and memory versions (DVC-tracked)
     runs: Path = Path("runs")  # per-batch step outputs and validation reports
     rejected: Path = Path("data/rejected")  # rejected batches, kept for people; never versioned
+    cache: Path = Path("data/cache")  # decoded frames at the working resolution: derived, safe to delete
+
+
+class DataParams(_Section):
+    """The input path, file -> tensor: decode once into the cache, then sample, crop, flip, normalize.
+
+    Frames are cached with their short side at ``short_side`` (never upscaled; at most
+    ``cache_max_frames`` frames, evenly spaced, per video). Training takes a random resized crop of
+    ``crop_scale`` of the frame's area, evaluation the centre ``input_size / short_side`` of it; both
+    end at ``input_size`` squared.
+    """
+
+    input_size: int = Field(112, ge=16)  # the model sees input_size x input_size frames
+    short_side: int = Field(128, ge=16)  # the working resolution (cache, keyframe memory)
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # training crop, fraction of the frame's area
+    crop_ratio: tuple[float, float] = (0.75, 1.333)  # training crop aspect ratio range
+    # Off by default: a mirrored "slide left" is a "slide right", and motion direction is often the class.
+    flip: bool = False
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # applied inside the model, so serving
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # takes clips in [0, 1] as they are
+    cache_max_frames: int = Field(64, ge=2)  # per video; long videos keep evenly spaced frames
+    cache_max_bytes: int = Field(20 * 2**30, ge=1)  # least recently used entries go first
+    num_workers: int = Field(2, ge=0)  # DataLoader worker processes (0: in the main process)
+    pin_memory: bool = True  # only takes effect on CUDA
+
+    @field_validator("crop_scale", "crop_ratio")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"{list(v)} is not a range (0 < low <= high)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DataParams":
+        if self.crop_scale[1] > 1:
+            raise ValueError(f"crop_scale {list(self.crop_scale)}: a crop cannot exceed the frame (high <= 1)")
+        if self.input_size > self.short_side:
+            raise ValueError(f"input_size {self.input_size} > short_side {self.short_side}: frames would be "
+                             "cached smaller than the model input; raise data.short_side")
+        return self
 
 
 class ModelParams(_Section):
@@ -77,6 +118,10 @@ class TrainParams(_Section):
     weight_decay: float = Field(5e-4, ge=0)
     seed: int = 0
     threads: int = Field(2, ge=1)  # CPU threads for torch
+    # GPU only (ignored on CPU): bf16 autocast where the GPU has it, else fp16 with a GradScaler.
+    mixed_precision: bool = True
+    channels_last: bool = True  # GPU only: NHWC convolutions (tensor cores)
+    compile: bool = False  # torch.compile the student (slow first epoch, faster later ones)
 
 
 class DistilParams(_Section):
@@ -118,7 +163,7 @@ class ValidationParams(_Section):
     min_train_per_class: int = Field(4, ge=1)
     min_test_per_class: int = Field(2, ge=1)  # a new class must bring test videos
     min_side: int = Field(16, ge=1)  # pixels, width and height
-    max_side: int = Field(1920, ge=1)  # larger videos are refused without being decoded
+    max_side: int = Field(4096, ge=1)  # larger videos are refused without being decoded (4K accepted)
     min_duration_s: float = Field(0.1, ge=0)
     max_duration_s: float = Field(600.0, gt=0)
     allow_variable_frame_rate: bool = False
@@ -176,6 +221,7 @@ class Params(_Section):
     benchmark: BenchmarkParams = BenchmarkParams()
     experiments: ExperimentParams = ExperimentParams()
     paths: PathParams = PathParams()
+    data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     distil: DistilParams = DistilParams()
@@ -185,6 +231,13 @@ class Params(_Section):
     versioning: VersioningParams = VersioningParams()
     orchestration: OrchestrationParams = OrchestrationParams()
     mlflow: MlflowParams = MlflowParams()
+
+    @model_validator(mode="after")
+    def _frames_enough(self) -> "Params":
+        if self.data.cache_max_frames < 2 * self.model.num_segments:
+            raise ValueError(f"data.cache_max_frames {self.data.cache_max_frames} < 2 x model.num_segments "
+                             f"({self.model.num_segments}): TSN sampling needs frames to choose from")
+        return self
 
     @classmethod
     def load(cls, path: str | Path = "params.yaml") -> "Params":

@@ -49,18 +49,23 @@ def configure(tracking_uri: str | None, experiment: str, artifact_location: str 
     return uri
 
 
-def model_config(model: VideoRecognizer, class_names: list[str], dropout: float, shift_div: int) -> dict:
+def model_config(model: VideoRecognizer, class_names: list[str], dropout: float, shift_div: int,
+                 input_size: int | None = None) -> dict:
+    """The architecture as JSON; ``input_size``: the square frame side the model was trained at."""
     if len(class_names) != model.num_classes:
         raise ValueError(f"{len(class_names)} class names for {model.num_classes} outputs")
     return {
         "arch": model.arch, "num_segments": model.num_segments, "num_classes": model.num_classes,
         "shift_div": shift_div, "dropout": dropout, "class_names": list(class_names),
+        "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "input_size": input_size,
     }
 
 
 def build_model(config: dict) -> VideoRecognizer:
+    stats = {k: tuple(config[k]) for k in ("mean", "std") if config.get(k)}
     return VideoRecognizer(
-        config["arch"], config["num_classes"], config["num_segments"], config["shift_div"], config["dropout"]
+        config["arch"], config["num_classes"], config["num_segments"], config["shift_div"], config["dropout"],
+        **stats,
     )
 
 

@@ -6,6 +6,7 @@ small JSON output. ``vidcil.pipeline.STEPS`` gives their order; components/ wrap
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -20,11 +21,10 @@ import torch
 
 from vidcil import plots, registry, versioning
 from vidcil.config import Params
-from vidcil.data.clips import ClipDataset, sample_indices, to_model_input
 from vidcil.data.contract import MANIFEST_COLUMNS, BatchRejected, content_hash
 from vidcil.data.validation import BATCH_ID, MANIFEST_FACTS, Rules, Verdict, validate_batch, write_report
-from vidcil.data.video import decode_video
 from vidcil.distill.losses import make_distiller
+from vidcil.inputs import clip_dataset, frame_cache, loader_options, train_options
 from vidcil.memory.exemplars import rank_exemplars, true_class_confidence
 from vidcil.memory.store import build_memory
 from vidcil.metrics import continual
@@ -33,6 +33,7 @@ from vidcil.promotion import evaluate_gates
 from vidcil.stream import (
     Store, champion, latest_record, pending_batches, read_output, run_dir, write_output,
 )
+from vidcil.progress import EpochProgress
 from vidcil.training import predict_proba, train
 
 
@@ -122,7 +123,7 @@ def validate(params: Params, batch_id: str) -> dict:
     if problem:
         verdict = Verdict(batch_id, [problem], pd.DataFrame(columns=MANIFEST_FACTS + ["reason"]))
     else:
-        verdict = validate_batch(source, validation_rules(params), report, known=known)
+        verdict = validate_batch(source, validation_rules(params), report, known=known, cache=frame_cache(params))
     rows = verdict.accepted_rows if verdict.accepted else pd.DataFrame(columns=MANIFEST_FACTS + ["reason"])
     rows = rows[MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_FACTS + ["reason"]]].astype(
         {"bytes": int, "frames": int, "width": int, "height": int, "variable_frame_rate": bool})
@@ -178,10 +179,10 @@ def select_exemplars(params: Params, batch_id: str) -> dict:
         rows = rows[rows["label"].isin(champ.class_names)].reset_index(drop=True)
         if not rows.empty:
             teacher, _ = registry.load_version(params.mlflow.model_name, champ.version)
-            data = ClipDataset(store.refs(rows, champ.class_names), params.model.num_segments, train=False)
-            probs = predict_proba(teacher, data)
+            data = clip_dataset(params, store.refs(rows, champ.class_names), train=False)
+            probs = predict_proba(teacher, data, **loader_options(params))
             rows["confidence"] = true_class_confidence(probs, data.labels)
-            ranked = rank_exemplars(rows[["batch_id", "video", "label", "confidence"]],
+            ranked = rank_exemplars(rows[["batch_id", "video", "label", "sha256", "confidence"]],
                                     params.memory.candidates_per_class)
         result.update(teacher_version=champ.version, batches=batches, candidates=len(ranked))
     ranked.to_csv(out / "exemplars.csv", index=False)
@@ -198,11 +199,13 @@ def extract_keyframes(params: Params, batch_id: str) -> dict:
         memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
     else:
         selection = read_output(params, batch_id, "select_exemplars")
-        ranked = pd.read_csv(run_dir(params, batch_id) / "exemplars.csv", dtype={"label": str, "video": str})
+        ranked = pd.read_csv(run_dir(params, batch_id) / "exemplars.csv",
+                             dtype={"label": str, "video": str, "sha256": str})
         previous = store.memory(champ.batch_id if champ else None,
                                 params.memory.budget_bytes, params.memory.keyframe_threshold)
+        cache, sha = frame_cache(params), dict(zip(zip(ranked["batch_id"], ranked["video"]), ranked["sha256"]))
         memory = build_memory(
-            previous, ranked, lambda b, v: store.batch_dir(b) / v, target,
+            previous, ranked, lambda b, v: cache.frames(store.batch_dir(b) / v, sha[b, v]), target,
             budget_bytes=params.memory.budget_bytes, threshold=params.memory.keyframe_threshold,
             batches=tuple(sorted(set(previous.batches) | set(selection["batches"]))),
         )
@@ -231,14 +234,19 @@ def class_names_for(store: Store, champ, pending: list[str]) -> list[str]:
 
 
 def distil(params: Params, batch_id: str) -> dict:
-    """Train the student on the pending batches + memory, distilling from the champion."""
+    """Train the student on the pending batches + memory, distilling from the champion.
+
+    A checkpoint after every epoch (``runs/<batch>/distil_checkpoint.pt``): a rerun or an Airflow
+    retry of a killed distil resumes after its last finished epoch, provided it would train on the
+    same data from the same teacher with the same settings (else it starts over).
+    """
     torch.set_num_threads(params.train.threads)
     store, champ = _store(params), champion(params)
     pending = pending_batches(store, batch_id, champ)
     class_names = class_names_for(store, champ, pending)
     memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
     refs = store.refs(store.rows(pending, "train"), class_names) + store.memory_refs(memory, class_names)
-    data = ClipDataset(refs, params.model.num_segments, train=True, seed=params.train.seed)
+    data = clip_dataset(params, refs, train=True)
 
     teacher = distiller = None
     if champ is not None:
@@ -248,43 +256,66 @@ def distil(params: Params, batch_id: str) -> dict:
         distiller = make_distiller(**params.distil.model_dump(exclude={"lam", "stages"}))
         epochs = params.train.epochs
     else:
-        m = params.model
-        student = VideoRecognizer(m.arch, len(class_names), m.num_segments, m.shift_div, m.dropout, m.init_weights)
+        m, d = params.model, params.data
+        student = VideoRecognizer(m.arch, len(class_names), m.num_segments, m.shift_div, m.dropout, m.init_weights,
+                                  mean=d.mean, std=d.std)
         epochs = params.train.epochs_first
 
-    from rich.progress import Progress  # progress for people; logs stay plain
-
+    checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"
+    fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
     start = time.perf_counter()
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"{batch_id} {'distil' if teacher else 'train'}", total=epochs)
+    label = f"{batch_id} {'distil' if teacher else 'train'}"
+    resumed = _checkpoint_epoch(checkpoint, fingerprint)
+    with EpochProgress(label, epochs, len(data), start_epoch=resumed) as progress:
         result = train(
             student, data, epochs=epochs, batch_size=params.train.batch_size, lr=params.train.lr,
             weight_decay=params.train.weight_decay, seed=params.train.seed, teacher=teacher,
             distiller=distiller, lam=params.distil.lam, stages=tuple(params.distil.stages),
-            on_epoch=lambda e, row: bar.update(task, advance=1, description=(
-                f"{batch_id} epoch {e + 1}/{epochs} loss {row['loss']:.3f} acc {row['train_accuracy']:.2f}")),
+            on_epoch=progress.epoch_done, checkpoint=checkpoint, fingerprint=fingerprint, **train_options(params),
         )
     wall = time.perf_counter() - start
-    config = registry.model_config(student, class_names, params.model.dropout, params.model.shift_div)
+    config = registry.model_config(student, class_names, params.model.dropout, params.model.shift_div,
+                                   params.data.input_size)
     registry.save_checkpoint(student.cpu(), config, run_dir(params, batch_id) / "model")
     return write_output(params, batch_id, "distil", {
         "batch_id": batch_id, "teacher_version": champ.version if champ else None,
         "pending_batches": pending, "class_names": class_names, "train_clips": len(data),
         "memory_clips": len(memory.entries), "epochs": result.epochs, "optimizer_steps": result.steps,
-        "train_seconds": round(wall, 1), "history": result.history,
-        "model_parameters": sum(p.numel() for p in student.parameters()),
+        "resumed_from_epoch": result.resumed_from_epoch, "train_seconds": round(wall, 1),
+        "history": result.history, "model_parameters": sum(p.numel() for p in student.parameters()),
     })
+
+
+def _training_fingerprint(params: Params, champ, class_names: list[str], refs, epochs: int) -> str:
+    """What a checkpoint must match to be resumed: the teacher, the data (by content) and the recipe."""
+    recipe = {k: params.model_dump(mode="json")[k] for k in ("model", "train", "distil", "data")}
+    recipe["data"].pop("num_workers"), recipe["data"].pop("cache_max_bytes")  # do not change the result
+    return hashlib.sha256(json.dumps({
+        "teacher": champ.version if champ else None, "classes": class_names, "epochs": epochs, "recipe": recipe,
+        "data": [(r.batch_id, r.video, r.sha256 or str(r.path), r.label) for r in refs],
+    }, sort_keys=True).encode()).hexdigest()
+
+
+def _checkpoint_epoch(path: Path, fingerprint: str) -> int:
+    """Epochs a matching checkpoint holds (for the progress display; ``train`` does the resuming)."""
+    if not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return 0
+    return int(state["epoch"]) if state.get("fingerprint") == fingerprint else 0
 
 
 # -- 5. evaluate -----------------------------------------------------------------------------
 
-def _accuracy_row(model, store: Store, columns: list[str], class_names: list[str], num_segments: int):
+def _accuracy_row(model, store: Store, columns: list[str], class_names: list[str], params: Params):
     """Accuracy on each accepted batch's test videos, and on all of them ([columns], overall)."""
     rows = store.rows(columns, "test")
     rows = rows.assign(known=rows["label"].isin(class_names))
     names = class_names + sorted(set(rows["label"]) - set(class_names))  # unknown: never predicted
-    data = ClipDataset(store.refs(rows, names), num_segments, train=False)
-    pred = predict_proba(model, data).argmax(1)
+    data = clip_dataset(params, store.refs(rows, names), train=False)
+    pred = predict_proba(model, data, **loader_options(params)).argmax(1)
     correct = pred == data.labels
     per_batch = [float(correct[(rows["batch_id"] == b).to_numpy()].mean()) for b in columns]
     return per_batch, float(correct.mean())
@@ -296,11 +327,11 @@ def evaluate(params: Params, batch_id: str) -> dict:
     store, champ = _store(params), champion(params)
     columns = store.accepted(batch_id)
     challenger, config = registry.load_checkpoint(run_dir(params, batch_id) / "model")
-    row, acc_all = _accuracy_row(challenger, store, columns, config["class_names"], params.model.num_segments)
+    row, acc_all = _accuracy_row(challenger, store, columns, config["class_names"], params)
     result = {"batch_id": batch_id, "columns": columns, "challenger_row": row, "challenger_accuracy": acc_all}
     if champ is not None:
         model, _ = registry.load_version(params.mlflow.model_name, champ.version)
-        c_row, c_all = _accuracy_row(model, store, columns, champ.class_names, params.model.num_segments)
+        c_row, c_all = _accuracy_row(model, store, columns, champ.class_names, params)
         result.update(champion_version=champ.version, champion_row=c_row, champion_accuracy=c_all,
                       old_columns=store.accepted(champ.batch_id))
     # The service history: the accuracy matrix as it stood after the previous decided batch.
@@ -350,7 +381,7 @@ def register(params: Params, batch_id: str) -> dict:
     valid, memory = read_output(params, batch_id, "validate"), read_output(params, batch_id, "extract_keyframes")
     trained, ev = read_output(params, batch_id, "distil"), read_output(params, batch_id, "evaluate")
     checkpoint = run_dir(params, batch_id) / "model"
-    example = _input_example(_store(params), batch_id, params.model.num_segments)
+    example = _input_example(params, batch_id)
     with mlflow.start_run(run_name=batch_id, tags={f"{registry.TAG}batch_id": batch_id}) as run:
         mlflow.log_params({f"{section}.{k}": v for section, values in params.model_dump(mode="json").items()
                            if section not in ("paths", "mlflow", "benchmark") for k, v in values.items()})
@@ -378,10 +409,12 @@ def register(params: Params, batch_id: str) -> dict:
                                                        "run_id": run.info.run_id, "reused": False})
 
 
-def _input_example(store: Store, batch_id: str, num_segments: int) -> np.ndarray:
-    row = store.rows([batch_id], "test").iloc[0]
-    frames = decode_video(store.batch_dir(batch_id) / row["video"])
-    return to_model_input(frames[sample_indices(len(frames), num_segments, train=False)])[None].numpy()
+def _input_example(params: Params, batch_id: str) -> np.ndarray:
+    """One test clip as the model is served it: float32 ``[1, T, 3, S, S]`` in [0, 1]."""
+    store = _store(params)
+    rows = store.rows([batch_id], "test").iloc[:1]
+    x, _ = clip_dataset(params, store.refs(rows, sorted(set(rows["label"]))), train=False)[0]
+    return x[None].numpy()
 
 
 # -- 7. gates, then promote or hold ---------------------------------------------------------

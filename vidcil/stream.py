@@ -58,8 +58,8 @@ class Store:
 
     def refs(self, rows: pd.DataFrame, class_names: list[str]) -> list[ClipRef]:
         index = {c: i for i, c in enumerate(class_names)}
-        return [ClipRef(self.batch_dir(r.batch_id) / r.video, index[r.label], r.batch_id, r.video)
-                for r in rows.itertuples()]
+        return [ClipRef(self.batch_dir(r.batch_id) / r.video, index[r.label], r.batch_id, r.video,
+                        getattr(r, "sha256", None)) for r in rows.itertuples()]
 
     def memory(self, batch_id: str | None, budget_bytes: int, threshold: float) -> KeyframeMemory:
         """The memory version that batch ``batch_id`` trained on (empty if none)."""

@@ -1,48 +1,43 @@
-"""TSN-style frame sampling and a dataset of decoded clips.
+"""A dataset of labelled clips read through the decoded-frame cache, and its DataLoader.
 
-Videos are decoded once, when the dataset is built, and held as uint8 in memory: an epoch then
-costs only indexing, so decoding never limits training speed however many epochs run.
+Items are ``(x [T, 3, S, S] float in [0, 1], label)``. Frames come from a frame source (the
+:class:`~vidcil.data.cache.FrameCache`), so nothing is held in memory between items: memory stays
+bounded whatever the number, size or length of the videos.
+
+Randomness: the sampler (in the main process) hands every item a seed of its own, drawn from
+``(seed, epoch)``; the transforms draw from it. A seeded run therefore samples the same frames
+and crops with 0, 1 or 8 workers, and a run resumed at epoch ``e`` continues exactly where an
+uninterrupted one would.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vidcil.data.video import decode_video
-
-
-def sample_indices(
-    n_frames: int, num_segments: int, *, train: bool, rng: np.random.Generator | None = None
-) -> np.ndarray:
-    """Indices of ``num_segments`` frames out of ``n_frames``, in temporal order.
-
-    ``n_frames >= num_segments``: the video is cut into equal segments and one frame is taken from
-    each, at random in training (TSN) and from the middle otherwise. Fewer frames than segments (a
-    keyframe memory): every frame is used and repeated as evenly as possible, order kept.
-    """
-    if n_frames < 1:
-        raise ValueError("a clip needs at least one frame")
-    if n_frames < num_segments:
-        return np.floor(np.arange(num_segments) * n_frames / num_segments).astype(np.int64)
-    edges = np.linspace(0, n_frames, num_segments + 1)
-    if train:
-        rng = rng or np.random.default_rng()
-        picks = edges[:-1] + rng.random(num_segments) * (edges[1:] - edges[:-1])
-    else:
-        picks = (edges[:-1] + edges[1:]) / 2
-    return np.minimum(np.floor(picks).astype(np.int64), n_frames - 1)
+from vidcil.data.transforms import Compose, sample_indices  # noqa: F401  (sample_indices: re-exported)
+from vidcil.data.video import decode_working
 
 
-def to_model_input(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[..., T, H, W, 3]`` -> float ``[..., T, 3, H, W]`` in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
-    return x.movedim(-1, -3)
+class FrameSource(Protocol):
+    def frames(self, path: Path, sha256: str | None = None) -> np.ndarray:
+        """uint8 ``[F, h, w, 3]`` at the working resolution."""
+
+
+@dataclass(frozen=True)
+class DirectDecode:
+    """A frame source without a cache: decodes on every read (tests, one-off tools)."""
+
+    short_side: int = 128
+    max_frames: int = 64
+
+    def frames(self, path: Path, sha256: str | None = None) -> np.ndarray:
+        return decode_working(path, self.short_side, self.max_frames)
 
 
 @dataclass(frozen=True)
@@ -53,27 +48,60 @@ class ClipRef:
     label: int
     batch_id: str = ""
     video: str = ""  # the path in its batch's labels.csv
+    sha256: str | None = None  # the file's content hash (the cache key); computed when missing
 
 
 class ClipDataset(Dataset):
-    """Decoded clips; items are ``(x [T, 3, H, W] float, label)``."""
+    """Clips of ``refs`` through ``transform``; keys are an index or ``(index, seed)``."""
 
-    def __init__(self, refs: list[ClipRef], num_segments: int, *, train: bool, seed: int = 0,
-                 decode: Callable[[Path], np.ndarray] = decode_video):
-        self.refs = list(refs)
-        self.num_segments = num_segments
-        self.train = train
-        self.rng = np.random.default_rng(seed)
-        self.frames = [decode(r.path) for r in self.refs]  # ``decode``: e.g. a cache shared by many datasets
+    def __init__(self, refs: list[ClipRef], transform: Compose, source: FrameSource):
+        self.refs, self.transform, self.source = list(refs), transform, source
 
     def __len__(self) -> int:
         return len(self.refs)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        frames = self.frames[i]
-        idx = sample_indices(len(frames), self.num_segments, train=self.train, rng=self.rng)
-        return to_model_input(frames[idx]), self.refs[i].label
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        ref = self.refs[i]
+        rng = np.random.default_rng(seed) if seed is not None else None
+        return self.transform(self.source.frames(ref.path, ref.sha256), rng), ref.label
 
     @property
     def labels(self) -> np.ndarray:
         return np.array([r.label for r in self.refs], dtype=np.int64)
+
+
+class SeededSampler(Sampler):
+    """Every index once per epoch (shuffled or in order), each with a seed drawn from ``(seed, epoch)``."""
+
+    def __init__(self, n: int, seed: int, *, shuffle: bool):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        seeds = rng.integers(0, 2**62, size=self.n)
+        return iter([(int(i), int(s)) for i, s in zip(order, seeds)])
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # each worker is one process: no thread oversubscription
+
+
+def clip_loader(data: ClipDataset, *, batch_size: int, train: bool, seed: int = 0, num_workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """Training: shuffled, seeded per item, last short batch dropped, workers kept across epochs.
+    Evaluation: in order (predictions line up with ``data.refs``)."""
+    sampler = SeededSampler(len(data), seed, shuffle=train)
+    workers = min(num_workers, len(data))
+    return DataLoader(
+        data, batch_size=batch_size, sampler=sampler, drop_last=train and len(data) > batch_size,
+        num_workers=workers, pin_memory=pin_memory, persistent_workers=train and workers > 0,
+        worker_init_fn=_worker_init if workers else None, prefetch_factor=2 if workers else None,
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vidcil.data.cache import FrameCache
 from vidcil.data.contract import REQUIRED_COLUMNS, SPLITS, sha256_file
 from vidcil.data.video import STILL_IMAGE_CODECS, VideoDecodeError, probe_video
 
@@ -45,7 +46,7 @@ class Rules:
     min_train_per_class: int = 4
     min_test_per_class: int = 2
     min_side: int = 16
-    max_side: int = 1920
+    max_side: int = 4096
     min_duration_s: float = 0.1
     max_duration_s: float = 600.0
     allow_variable_frame_rate: bool = False
@@ -132,8 +133,12 @@ def _path_problem(batch_dir: Path, video: str) -> str | None:
     return None
 
 
-def probe_rows(batch_dir: Path, labels: pd.DataFrame, max_side: int) -> pd.DataFrame:
-    """One manifest row per labels.csv row: the facts the suite checks (``MANIFEST_FACTS``)."""
+def probe_rows(batch_dir: Path, labels: pd.DataFrame, max_side: int, cache: FrameCache | None = None) -> pd.DataFrame:
+    """One manifest row per labels.csv row: the facts the suite checks (``MANIFEST_FACTS``).
+
+    With a ``cache``, every video that decodes is stored there at the working resolution in the
+    same decoding pass, so training never decodes it again.
+    """
     batch_dir = Path(batch_dir)
     records, first_row_of = [], {}
     for i, row in labels.iterrows():
@@ -147,8 +152,11 @@ def probe_rows(batch_dir: Path, labels: pd.DataFrame, max_side: int) -> pd.DataF
             path = batch_dir / video
             rec["bytes"] = path.stat().st_size
             rec["sha256"] = sha256_file(path)
+            collected = cache.collector() if cache is not None and not cache.entry(rec["sha256"]).is_file() else None
             try:
-                p = probe_video(path, max_side=max_side)
+                p = probe_video(path, max_side=max_side, on_frame=collected)
+                if collected is not None and p.decoded:
+                    cache.put_collected(rec["sha256"], collected)
                 rec.update(has_video=True, frames=p.frames, fps=round(p.fps, 3), width=p.width, height=p.height,
                            duration_s=round(p.duration_s, 3), codec=p.codec, variable_frame_rate=p.variable_frame_rate)
                 if p.frames == 1 and p.codec in STILL_IMAGE_CODECS:
@@ -250,10 +258,11 @@ def _unlisted(batch_dir: Path, listed: set[str]) -> list[str]:
 
 
 def validate_batch(batch_dir: Path, rules: Rules, report_dir: Path, *,
-                   known: dict[str, str] | None = None) -> Verdict:
+                   known: dict[str, str] | None = None, cache: FrameCache | None = None) -> Verdict:
     """Validate ``batch_dir`` (the contract); write the GX project and Data Docs to ``report_dir``.
 
-    ``known`` maps the sha256 of every already-accepted video to where it is (``b000/x.mp4``).
+    ``known`` maps the sha256 of every already-accepted video to where it is (``b000/x.mp4``);
+    ``cache``: filled with every decodable video while it is probed.
     """
     batch_dir, known = Path(batch_dir), known or {}
     shutil.rmtree(report_dir / "gx", ignore_errors=True)  # a rerun reports afresh
@@ -279,7 +288,7 @@ def validate_batch(batch_dir: Path, rules: Rules, report_dir: Path, *,
     if reasons:
         return Verdict(batch_dir.name, reasons, empty, docs=suite.docs())
 
-    manifest = probe_rows(batch_dir, labels, rules.max_side)
+    manifest = probe_rows(batch_dir, labels, rules.max_side, cache)
     row_rules = _row_rules(rules, known)
     failing = suite.run("rows", manifest, [e for _, e, _ in row_rules], "row")
     reason_of = {}

@@ -2,7 +2,9 @@
 
 PyAV was chosen by measurement (``benchmarks/decode_speed.py``): on the bundled 64x64x16 clips
 decoding is not what limits training, and PyAV needs no system FFmpeg libraries (torchcodec
-does), so a fresh machine needs nothing outside PyPI.
+does), so a fresh machine needs nothing outside PyPI. Frames are scaled to the working
+resolution by FFmpeg's swscale as they are decoded (:class:`WorkingFrames`), so a 4K video never
+exists in memory at full size more than one frame at a time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -34,6 +37,73 @@ class VideoProbe:
 STILL_IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpeg2000", "gif", "ppm", "pgm"}
 
 
+def working_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """``(width, height)`` with the short side at ``short_side`` (never upscaled), both even.
+
+    Even sides: the keyframe memory stores these frames as H.264 yuv420p.
+    """
+    scale = min(1.0, short_side / min(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+class WorkingFrames:
+    """Collects decoded frames at the working resolution, at most ``max_frames``, evenly spaced.
+
+    Fed one ``av.VideoFrame`` at a time (by :func:`probe_video` or :func:`decode_working`). Every
+    ``stride``-th frame is kept; when more than ``max_frames`` are kept, every other one goes and the
+    stride doubles, so a video of any length ends with between ``max_frames / 2`` and ``max_frames``
+    frames spread over its whole duration, and memory stays at ``max_frames`` small frames.
+    Only kept frames are converted (scaled by swscale, area filter) to RGB.
+    """
+
+    def __init__(self, short_side: int, max_frames: int):
+        self.short_side, self.max_frames = short_side, max_frames
+        self.stride, self.seen = 1, 0
+        self.frames: list[np.ndarray] = []
+
+    def __call__(self, frame: "av.VideoFrame") -> None:
+        if self.seen % self.stride == 0:
+            w, h = working_size(frame.width, frame.height, self.short_side)
+            self.frames.append(frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray())
+            if len(self.frames) > self.max_frames:
+                self.frames = self.frames[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def result(self) -> np.ndarray:
+        """uint8 ``[F, h, w, 3]``. A frame whose size changed mid-stream is scaled to the first one's."""
+        if not self.frames:
+            raise VideoDecodeError("no decodable video frame")
+        first = self.frames[0].shape
+        if any(f.shape != first for f in self.frames):
+            self.frames = [f if f.shape == first else _resize_rgb(f, first[1], first[0]) for f in self.frames]
+        return np.stack(self.frames)
+
+
+def _resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame.reformat(width=width, height=height, interpolation="AREA").to_ndarray()
+
+
+def decode_working(path: str | Path, short_side: int, max_frames: int) -> np.ndarray:
+    """Decode ``path`` at the working resolution: uint8 ``[F, h, w, 3]``, ``F <= max_frames``."""
+    frames = WorkingFrames(short_side, max_frames)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                frames(frame)
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"{path}: FFmpeg cannot decode it ({e})") from e
+    try:
+        return frames.result()
+    except VideoDecodeError as e:
+        raise VideoDecodeError(f"{path}: {e}") from e
+
+
 def decode_video(path: str | Path) -> np.ndarray:
     """Decode every frame of ``path`` as uint8 RGB ``[T, H, W, 3]``."""
     try:
@@ -50,10 +120,12 @@ def decode_video(path: str | Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def probe_video(path: str | Path, *, max_side: int | None = None) -> VideoProbe:
+def probe_video(path: str | Path, *, max_side: int | None = None,
+                on_frame: Callable[["av.VideoFrame"], None] | None = None) -> VideoProbe:
     """Decode ``path`` once, frame by frame (a header can lie), and report what it really holds.
 
-    Frames are counted, not kept, so memory stays at one frame. A stream whose header says it is
+    Frames are counted, not kept, so memory stays at one frame; ``on_frame`` sees each decoded
+    frame (validation fills the decoded-frame cache in this same pass). A stream whose header says it is
     larger than ``max_side`` pixels on a side is not decoded at all (its frame count and duration
     come from the header): it will be refused for its size, and decoding it could exhaust memory.
     """
@@ -80,6 +152,8 @@ def probe_video(path: str | Path, *, max_side: int | None = None) -> VideoProbe:
             for frame in container.decode(stream):
                 frames += 1
                 width, height = frame.width, frame.height
+                if on_frame is not None:
+                    on_frame(frame)
                 if frame.pts is not None:
                     pts.append(frame.pts * float(frame.time_base))
     except av.FFmpegError as e:

@@ -22,6 +22,7 @@ from vidcil.data.moving_digits import BatchSpec, default_stream, generate_stream
 from vidcil.experiments import report
 from vidcil.experiments.methods import ABLATIONS, METHODS
 from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
+from vidcil.inputs import frame_cache
 from vidcil.steps import validation_rules
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,6 +34,7 @@ def quick_params(params: Params) -> Params:
         "model": params.model.model_copy(update={"num_segments": 4}),
         "train": params.train.model_copy(update={"epochs_first": 2, "epochs": 1}),
         "memory": params.memory.model_copy(update={"budget_bytes": 60_000, "candidates_per_class": 3}),
+        "data": params.data.model_copy(update={"input_size": 32, "short_side": 32}),  # its 32 px stream
     })
 
 
@@ -63,7 +65,9 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     torch.set_num_threads(params.train.threads)
     params = params.model_copy(update={  # the benchmark's own budget and clip length, for every method
         "memory": params.memory.model_copy(update={"budget_bytes": params.experiments.memory_budget_bytes}),
-        "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments})})
+        "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments}),
+        "data": params.data.model_copy(update={"input_size": params.experiments.input_size,
+                                               "short_side": params.experiments.input_size})})
     if quick:
         params = quick_params(params)
     e = params.experiments
@@ -72,7 +76,7 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     if landing is None:
         landing = bundled_stream(params, quick, e.landing.with_name(e.landing.name + "-quick") if quick else e.landing)
     console.print(f"stream: {landing}")
-    stream = load_stream(landing, validation_rules(params), out / "validation",
+    stream = load_stream(landing, validation_rules(params), out / "validation", frame_cache(params),
                          on_batch=lambda line: console.print(f"  {line}"))
     runs = {seed: list(METHODS) + (list(ABLATIONS) if seed in ablation_seeds else []) for seed in seeds}
     if len(stream.batches) < 2:

@@ -2,7 +2,8 @@
 
 The stream is any landing folder in the incoming-batch contract; each batch goes through the same
 Great Expectations validation as in the pipeline (rejected batches are left out, with the reason).
-Videos are decoded once and shared by every run. A run uses the library the pipeline uses
+Videos are decoded once, by the validation, into the pipeline's decoded-frame cache, and read from
+it by every run through the pipeline's transforms and loaders. A run uses the library the pipeline uses
 (``train``, ``build_memory``, the distillers, the metrics); it skips only what a comparison does
 not need: MLflow, DVC and the promotion gates (every new model becomes the next teacher).
 """
@@ -21,10 +22,11 @@ import pandas as pd
 import torch
 
 from vidcil.config import Params
-from vidcil.data.clips import ClipDataset, ClipRef
+from vidcil.data.cache import FrameCache
+from vidcil.data.clips import ClipRef
 from vidcil.data.validation import Rules, validate_batch
-from vidcil.data.video import decode_video
 from vidcil.distill.losses import make_distiller
+from vidcil.inputs import clip_dataset, frame_cache, loader_options, train_options
 from vidcil.experiments.methods import CURVES, Method
 from vidcil.memory.exemplars import herding_priority, random_priority, rank_exemplars, true_class_confidence
 from vidcil.memory.keyframes import AdaptiveThreshold, FixedThreshold, UniformFrames
@@ -45,39 +47,40 @@ class Batch:
 class Stream:
     batches: list[Batch]
     classes: list[str]  # arrival order (sorted within a batch): class i is logit i
+    cache: FrameCache  # every accepted video, decoded once (by the validation)
     rejected: dict[str, list[str]] = field(default_factory=dict)
-    frames: dict[Path, np.ndarray] = field(default_factory=dict)  # every accepted video, decoded once
-
-    def decode(self, path: Path) -> np.ndarray:
-        return self.frames[path] if path in self.frames else decode_video(path)
 
     def refs(self, batch: Batch, split: str) -> list[ClipRef]:
         rows = batch.rows[batch.rows["split"] == split]
-        return [ClipRef(batch.folder / r.video, self.classes.index(r.label), batch.batch_id, r.video)
+        return [ClipRef(batch.folder / r.video, self.classes.index(r.label), batch.batch_id, r.video, r.sha256)
                 for r in rows.itertuples()]
+
+    def frames(self, batch_id: str, video: str) -> np.ndarray:
+        batch = next(b for b in self.batches if b.batch_id == batch_id)
+        sha = batch.rows.loc[batch.rows["video"] == video, "sha256"].iloc[0]
+        return self.cache.frames(batch.folder / video, sha)
 
     def seen_classes(self, k: int) -> int:
         return len({c for b in self.batches[: k + 1] for c in b.rows["label"]})
 
 
-def load_stream(landing: Path, rules: Rules, report_dir: Path, on_batch: Callable[[str], None] = print) -> Stream:
-    """Validate every batch under ``landing`` (arrival order) and decode its accepted videos."""
+def load_stream(landing: Path, rules: Rules, report_dir: Path, cache: FrameCache,
+                on_batch: Callable[[str], None] = print) -> Stream:
+    """Validate every batch under ``landing`` (arrival order), its videos decoded into ``cache``."""
     folders = sorted(p for p in Path(landing).iterdir() if (p / "labels.csv").is_file())
     if not folders:
         raise FileNotFoundError(f"{landing}: no batch folder with a labels.csv (the incoming-batch contract)")
-    stream = Stream([], [])
+    stream = Stream([], [], cache)
     for folder in folders:
-        verdict = validate_batch(folder, rules, report_dir / folder.name)
+        verdict = validate_batch(folder, rules, report_dir / folder.name, cache=cache)
         if not verdict.accepted:
             stream.rejected[folder.name] = verdict.reasons
             on_batch(f"{folder.name}: REJECTED, left out of the benchmark: {'; '.join(verdict.reasons)}")
             continue
-        rows = verdict.accepted_rows[["video", "label", "split"]]
+        rows = verdict.accepted_rows[["video", "label", "split", "sha256"]]
         batch = Batch(folder.name, folder, rows)
         stream.batches.append(batch)
         stream.classes += [c for c in sorted(set(rows["label"])) if c not in stream.classes]
-        for video in rows["video"]:
-            stream.frames[folder / video] = decode_video(folder / video)
         on_batch(f"{folder.name}: {len(rows)} videos, classes {', '.join(sorted(set(rows['label'])))}")
     if not stream.batches:
         raise ValueError(f"{landing}: every batch was rejected; nothing to benchmark")
@@ -125,13 +128,14 @@ class RunResult:
 class Evaluator:
     """Accuracy of a model on each batch's test videos (datasets built once)."""
 
-    def __init__(self, stream: Stream, num_segments: int):
-        self.sets = [ClipDataset(stream.refs(b, "test"), num_segments, train=False, decode=stream.decode)
+    def __init__(self, stream: Stream, params: Params):
+        self.options = loader_options(params)
+        self.sets = [clip_dataset(params, stream.refs(b, "test"), train=False, cache=stream.cache)
                      for b in stream.batches]
 
     def __call__(self, model: VideoRecognizer, k: int) -> tuple[list[float], float]:
         """Per-batch accuracy on batches ``0..k`` and the accuracy over all their test videos."""
-        correct = [predict_proba(model, s).argmax(1) == s.labels for s in self.sets[: k + 1]]
+        correct = [predict_proba(model, s, **self.options).argmax(1) == s.labels for s in self.sets[: k + 1]]
         return [float(c.mean()) for c in correct], float(np.concatenate(correct).mean())
 
 
@@ -141,23 +145,22 @@ class BenchmarkRunner:
     def __init__(self, stream: Stream, params: Params, seed: int, workdir: Path):
         self.stream, self.params, self.seed = stream, params, seed
         self.workdir = Path(workdir)
-        self.evaluate = Evaluator(stream, params.model.num_segments)
+        self.evaluate = Evaluator(stream, params)
         self._base: tuple[VideoRecognizer, BatchResult] | None = None
         self.measuring = 0.0  # seconds spent evaluating inside training (curves): left out of wall times
 
     # -- training ----------------------------------------------------------------------------
 
     def _new_model(self, num_classes: int, num_segments: int | None = None) -> VideoRecognizer:
-        m = self.params.model
+        m, d = self.params.model, self.params.data
         torch.manual_seed(self.seed)
         return VideoRecognizer(m.arch, num_classes, num_segments or m.num_segments, m.shift_div, m.dropout,
-                               m.init_weights)
+                               m.init_weights, mean=d.mean, std=d.std)
 
     def _train(self, model, refs, epochs, k, *, teacher=None, method: Method | None = None, curve=None,
                num_segments=None, on_epoch=None) -> int:
         p = self.params
-        data = ClipDataset(refs, num_segments or p.model.num_segments, train=True, seed=self.seed,
-                           decode=self.stream.decode)
+        data = clip_dataset(p, refs, train=True, num_segments=num_segments, cache=self.stream.cache)
         distiller = None
         if teacher is not None:
             distiller = make_distiller(method.distil, alpha=p.distil.alpha, pooling=p.distil.pooling,
@@ -175,7 +178,7 @@ class BenchmarkRunner:
 
         result = train(model, data, epochs=epochs, batch_size=p.train.batch_size, lr=p.train.lr,
                        weight_decay=p.train.weight_decay, seed=self.seed + k, teacher=teacher, distiller=distiller,
-                       lam=p.distil.lam, stages=tuple(p.distil.stages), on_epoch=epoch_done)
+                       lam=p.distil.lam, stages=tuple(p.distil.stages), on_epoch=epoch_done, **train_options(p))
         return result.steps
 
     def base_model(self, on_epoch=None) -> tuple[VideoRecognizer, BatchResult]:
@@ -205,13 +208,13 @@ class BenchmarkRunner:
         """Exemplars of batch ``k - 1`` (just learnt by ``teacher``) folded into the memory batch ``k`` trains on."""
         p, learnt = self.params.memory, self.stream.batches[k - 1]
         refs = self.stream.refs(learnt, "train")
-        data = ClipDataset(refs, self.params.model.num_segments, train=False, decode=self.stream.decode)
-        labels = data.labels
-        confidence = true_class_confidence(predict_proba(teacher, data), labels)
+        data = clip_dataset(self.params, refs, train=False, cache=self.stream.cache)
+        labels, options = data.labels, loader_options(self.params)
+        confidence = true_class_confidence(predict_proba(teacher, data, **options), labels)
         if method.selection == "random":
             priority = random_priority(labels, np.random.default_rng([self.seed, k]))
         elif method.selection == "herding":
-            priority = herding_priority(embed(teacher, data), labels)
+            priority = herding_priority(embed(teacher, data, **options), labels)
         else:
             priority = confidence
         candidates = pd.DataFrame({"batch_id": learnt.batch_id, "video": [r.video for r in refs],
@@ -219,9 +222,8 @@ class BenchmarkRunner:
                                    "confidence": confidence, "priority": priority})
         ranked = rank_exemplars(candidates, p.candidates_per_class, by="priority")
         budget = int(p.budget_bytes * method.budget_factor)
-        folders = {b.batch_id: b.folder for b in self.stream.batches}
         try:
-            return build_memory(memory, ranked, lambda b, v: folders[b] / v,
+            return build_memory(memory, ranked, self.stream.frames,
                                 self.workdir / method.name / "memory" / self.stream.batches[k].batch_id,
                                 budget_bytes=budget, threshold=p.keyframe_threshold,
                                 batches=(*memory.batches, learnt.batch_id), frame_policy=self._frame_policy(method))
@@ -279,8 +281,10 @@ class BenchmarkRunner:
         model = self._new_model(self.stream.seen_classes(k), num_segments=1)
         refs = [r for b in self.stream.batches for r in self.stream.refs(b, "train")]
         self._train(model, refs, self.params.train.epochs_first, k, num_segments=1, on_epoch=on_epoch)
-        tests = [ClipDataset(s.refs, 1, train=False, decode=self.stream.decode) for s in self.evaluate.sets]
-        correct = np.concatenate([predict_proba(model, s).argmax(1) == s.labels for s in tests])
+        tests = [clip_dataset(self.params, s.refs, train=False, num_segments=1, cache=self.stream.cache)
+                 for s in self.evaluate.sets]
+        correct = np.concatenate([predict_proba(model, s, **self.evaluate.options).argmax(1) == s.labels
+                                  for s in tests])
         return float(correct.mean())
 
 

@@ -6,7 +6,8 @@ A memory version is an immutable folder::
                                               per exemplar (class, source, confidence, keyframes)
     <memory_root>/<batch_id>/shards/*.mp4    the keyframes of one exemplar video each
 
-``<batch_id>`` is the batch whose model trains on it. A new version is written to a temporary
+``<batch_id>`` is the batch whose model trains on it. Shards hold frames at the working resolution
+(``data.short_side``), as the decoded-frame cache gives them. A new version is written to a temporary
 folder and renamed into place, so a failed run never leaves half a memory and never touches an
 earlier version. Memory bytes are what is on disk: every shard plus the index.
 """
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from vidcil.data.video import decode_video, write_video
+from vidcil.data.video import write_video
 from vidcil.memory.exemplars import class_share, fit_to_share
 from vidcil.memory.keyframes import FixedThreshold
 
@@ -80,7 +82,7 @@ def _write_shard(frames, staging: Path, batch_id: str, video: str) -> tuple[str,
 def build_memory(
     previous: KeyframeMemory,
     ranked: pd.DataFrame,
-    source: Callable[[str, str], Path],
+    frames_of: Callable[[str, str], np.ndarray],
     out_dir: Path,
     *,
     budget_bytes: int,
@@ -91,8 +93,9 @@ def build_memory(
     """Write the next memory version to ``out_dir`` and return it.
 
     ``previous``: the memory the teacher trained on. ``ranked``: new exemplar candidates (columns
-    ``label``, ``batch_id``, ``video``, ``confidence``; most confident first per class), read from
-    ``source(batch_id, video)``; an optional ``priority`` column orders them instead of the
+    ``label``, ``batch_id``, ``video``, ``confidence``; most confident first per class), whose
+    frames at the working resolution are ``frames_of(batch_id, video)`` (uint8 ``[F, h, w, 3]``, from
+    the decoded-frame cache; keyframe indices count these frames); an optional ``priority`` column orders them instead of the
     confidence. ``batches``: every batch the new memory covers. All classes, old and new, get an
     equal share of ``budget_bytes``; within a share the highest priority stays.
     ``frame_policy(frames, allowance_bytes) -> indices`` picks each video's frames (default:
@@ -129,7 +132,7 @@ def build_memory(
         group = group.sort_values("priority", ascending=False, kind="stable")
         used = 0
         for i, row in enumerate(group.itertuples()):
-            frames = decode_video(source(row.batch_id, row.video))
+            frames = np.asarray(frames_of(row.batch_id, row.video))
             keys = frame_policy(frames, (share - used) // (len(group) - i))
             last = not keys  # an equal split is too little for this video: it gets all that is left
             keys = keys or frame_policy(frames, share - used)

@@ -18,6 +18,7 @@ import torchvision
 from torch import nn
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
 
 
@@ -163,14 +164,23 @@ class VideoRecognizer(nn.Module):
         shift_div: int = 8,
         dropout: float = 0.5,
         weights: str | Path | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
     ):
         super().__init__()
         self.arch, self.num_segments = arch, num_segments
         self.stages, dim = build_backbone(arch, num_segments, shift_div, weights)
         self.head = ConsensusHead(dim, num_classes, dropout)
-        # ImageNet statistics: the usual convention, and what local initial weights expect.
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1))
+        # Normalization is the model's first step (data.mean / data.std; ImageNet's by default, what
+        # local initial weights expect), so a served model takes clips in [0, 1] as they are.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1))
+        self.channels_last = False
+
+    def use_channels_last(self) -> None:
+        """NHWC weights and activations (faster convolutions on GPUs with tensor cores)."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
 
     @property
     def num_classes(self) -> int:
@@ -187,6 +197,8 @@ class VideoRecognizer(nn.Module):
         if t != self.num_segments:
             raise ValueError(f"expected {self.num_segments} frames per clip, got {t}")
         h = ((x - self.mean) / self.std).flatten(0, 1)
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
         features = {}
         for name, stage in self.stages.items():
             h = stage(h)
