@@ -31,6 +31,8 @@ def airflow_env(project: Path, home: Path, api_port: int | None = None, **extra:
         "PATH": f"{BIN}:{env['PATH']}", "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # Parsing imports MLflow (~5-14 s on 2 idle cores); a loaded machine passes the 30 s default.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "VIDCIL_PROJECT_DIR": str(project), "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "False",
     }
     if api_port:

@@ -27,6 +27,7 @@ def _no_outside_mlflow(monkeypatch):
 TINY_STREAM_PARAMS = {
     "benchmark": {"class_batches": 2, "shift_batch": False, "train_per_class": 3, "test_per_class": 2,
                   "frames": 8, "size": 32},
+    "data": {"input_size": 32, "short_side": 32, "num_workers": 0},
     "model": {"num_segments": 4},
     "train": {"epochs_first": 1, "epochs": 1, "batch_size": 4},
     "memory": {"budget_bytes": 80000, "candidates_per_class": 2},
@@ -54,7 +55,8 @@ def tiny_params(root, **overrides) -> Params:
     dvc_project(root)
     data = {
         "paths": {"landing": str(root / "landing"), "store": str(root / "store"), "runs": str(root / "runs"),
-                  "rejected": str(root / "rejected")},
+                  "rejected": str(root / "rejected"), "cache": str(root / "cache")},
+        "data": {"input_size": 32, "short_side": 32, "num_workers": 0},  # the tiny clips' native size
         "model": {"arch": "resnet18", "num_segments": 4, "dropout": 0.0},
         "train": {"epochs_first": 3, "epochs": 2, "batch_size": 4, "lr": 0.01, "threads": 2},
         "memory": {"budget_bytes": 60_000, "keyframe_threshold": 0.05, "candidates_per_class": 3},

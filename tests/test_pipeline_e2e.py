@@ -12,8 +12,8 @@ import yaml
 from tests.conftest import tiny_params
 from vidcil import registry
 from vidcil.data.moving_digits import BatchSpec, generate_stream
-from vidcil.data.clips import ClipDataset
 from vidcil.data.contract import content_hash
+from vidcil.inputs import clip_dataset
 from vidcil.memory.store import KeyframeMemory
 from vidcil.pipeline import run_batch, run_stream, stream_report
 from vidcil.stream import Store, read_output
@@ -99,7 +99,7 @@ def test_accuracy_matrix_row_of_batch_0_after_batch_1_is_measured(stream):
     store = Store(params.paths.store)
     version = registry.version_for_batch(params.mlflow.model_name, "b001")
     model, config = registry.load_version(params.mlflow.model_name, version)
-    data = ClipDataset(store.refs(store.rows(["b000"], "test"), config["class_names"]), 4, train=False)
+    data = clip_dataset(params, store.refs(store.rows(["b000"], "test"), config["class_names"]), train=False)
     expected = float((predict_proba(model, data).argmax(1) == data.labels).mean())
     assert record["matrix"][1][0] == pytest.approx(expected)
     assert record["batches"][1]["forgetting_first"] == pytest.approx(record["matrix"][0][0] - expected)

@@ -171,7 +171,7 @@ def select_exemplars(params: Params, batch_id: str) -> dict:
     store, champ = _store(params), champion(params)
     out = run_dir(params, batch_id)
     result = {"batch_id": batch_id, "teacher_version": None, "batches": [], "candidates": 0}
-    ranked = pd.DataFrame(columns=["batch_id", "video", "label", "confidence", "rank"])
+    ranked = pd.DataFrame(columns=["batch_id", "video", "label", "sha256", "confidence", "rank"])
     if champ is not None:
         memory = store.memory(champ.batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
         batches = [b for b in store.accepted(champ.batch_id) if b not in memory.batches]

@@ -99,6 +99,8 @@ def train(
     torch.manual_seed(seed)
     loader = clip_loader(data, batch_size=batch_size, train=True, seed=seed, num_workers=num_workers,
                          pin_memory=pin_memory and device.type == "cuda")
+    if len(loader) == 0:
+        raise ValueError("no clip to train on: the training set is empty")
     student.to(device).train()
     if teacher is not None:
         if distiller is None:

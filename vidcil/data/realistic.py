@@ -51,7 +51,7 @@ CONTAINERS: tuple[str, ...] = ("mp4", "mkv", "webm", "mov")
 # x264 without its assembly paths, as in :func:`vidcil.data.video.write_video`. VP9 in realtime
 # mode: the best mode is ~10x slower at 1080p for files nobody watches.
 _MUXER = {"mp4": "mp4", "mkv": "matroska", "webm": "webm", "mov": "mov"}
-_X264 = {"crf": "23", "preset": "veryfast", "threads": "1", "x264-params": "asm=0"}
+_X264 = {"crf": "23", "preset": os.environ.get("PRESET", "veryfast"), "threads": "1", "x264-params": os.environ.get("XP", "asm=0")}
 _VP9 = {"crf": "34", "b": "0", "deadline": "realtime", "cpu-used": "8", "threads": "1", "row-mt": "0"}
 _ENCODER = {"mp4": ("libx264", _X264), "mkv": ("libx264", _X264), "mov": ("libx264", _X264),
             "webm": ("libvpx-vp9", _VP9)}
@@ -184,41 +184,58 @@ def render_frames(clip: RealisticClip, *, render_short_side: int = 360):
     phase = rng.uniform(0, 2 * math.pi, size=(2, 2))
     amp = rng.uniform(0.002, 0.008, size=(2, 2)) * side
     shake = (amp[..., None] * np.sin(2 * math.pi * freq[..., None] * t_sec + phase[..., None])).sum(1)  # [2, T]
-    noise = rng.uniform(0.01, 0.03)
-    noise_rng = np.random.default_rng(clip.key + (2,))
+    noise = rng.uniform(0.3, 1.0) * float(os.environ.get("NS", 0.01))
 
+    # Channels first ([3, h, w]): torch is several times faster than with a trailing axis of 3.
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
                             indexing="ij")
-    pixels = torch.stack([xs, ys], dim=-1)  # [h, w, 2]
-    r2 = ((xs - w / 2) ** 2 + (ys - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)
-    vignette = (1.0 - 0.35 * r2)[..., None]
-    direction = torch.tensor([math.cos(phi), math.sin(phi)], dtype=torch.float32)
+    pixels = torch.stack([xs, ys], dim=-1)  # [h, w, 2], pixel centres
+    vignette = (1.0 - 0.35 * ((xs - w / 2) ** 2 + (ys - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2))[None]
+    direction = np.array([math.cos(phi), math.sin(phi)])
+    gradient = ((pixels - torch.tensor([w / 2, h / 2])) @ torch.from_numpy(direction).float()) / max(w, h) + 0.5
+    c0, dc = c0[:, None, None], (c1 - c0)[:, None, None]
+    colour = colour[:, None, None]
+    # The texture, upsampled once to ~2 px per render pixel; each frame samples it bilinearly, shifted.
     extent = texture_zoom * side
+    texture = F.interpolate(cells, scale_factor=float(math.ceil(extent / cells.shape[-1] / 2)), mode="bicubic",
+                            align_corners=False)
+    texture_grid = (pixels / extent * 2 - 1)[None]
+    drift_step = drift / max(1, n - 1) * np.array([math.cos(drift_dir), math.sin(drift_dir)])
+    shadow_t = torch.from_numpy(shadow).float()
+    reach = sprite * side * float(scale.max()) / 2 * math.sqrt(2) + float(np.abs(shadow).max()) + 2
+    noise_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
 
     for i in range(n):
-        cam = pixels + torch.tensor(shake[:, i], dtype=torch.float32)  # what the shaken camera sees
-        g = (((cam - torch.tensor([w / 2, h / 2])) @ direction) / max(w, h) + 0.5).clamp(0, 1)[..., None]
-        background = c0 + (c1 - c0) * g
-        moved = cam + drift * (i / max(1, n - 1)) * torch.tensor([math.cos(drift_dir), math.sin(drift_dir)])
-        tex = F.grid_sample(cells, (moved / extent * 2 - 1)[None], mode="bicubic", padding_mode="reflection",
-                            align_corners=False)[0, 0, ..., None]
-        background = background * (1 + texture_amp * (tex - 0.5))
+        shift = shake[:, i]  # what the shaken camera sees: pixel p shows the world at p + shift
+        g = (gradient + float(shift @ direction) / max(w, h)).clamp_(0, 1)
+        offset = torch.from_numpy((shift + drift_step * i) / extent * 2).float()
+        tex = F.grid_sample(texture, texture_grid + offset, mode="bilinear", padding_mode="reflection",
+                            align_corners=False)[0]
+        light = tex.sub_(0.5).mul_(texture_amp).add_(1).mul_(vignette)  # [1, h, w]
+        frame = (dc * g).add_(c0).mul_(light)  # [3, h, w]
 
-        # Inverse map from camera pixels to the sprite's [-1, 1] square, as in moving_digits.
-        half = sprite * side * scale[i] / 2
-        c, s = math.cos(-angle[i]), math.sin(-angle[i])
-        rot = torch.tensor([[c, s], [-s, c]], dtype=torch.float32) / half  # right-multiplied: rows are points
-        centre = torch.tensor([cx[i] * w, cy[i] * h], dtype=torch.float32)
-        grids = torch.stack([(cam - centre) @ rot, (cam - centre - torch.from_numpy(shadow).float()) @ rot])
-        alpha = F.grid_sample(digit.expand(2, 1, 8, 8), grids, mode="bilinear", padding_mode="zeros",
-                              align_corners=False)[:, 0, ..., None]
-        alpha = ((alpha - 0.2) / 0.45).clamp(0, 1)
-        alpha = alpha * alpha * (3 - 2 * alpha)  # smoothstep: crisper edges than the bundled blur
-        body, shade = alpha[0], alpha[1]
-        lit = colour * (0.85 + 0.15 * grids[0, ..., 1:2].clamp(-1, 1))  # lit from below
-        frame = (background * (1 - 0.5 * shade) * (1 - body) + lit * body) * vignette
-        frame = frame + torch.from_numpy(noise_rng.standard_normal((h, w, 1), dtype=np.float32)) * noise
-        yield (frame.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        # The sprite, drawn only in the box it can reach: the inverse map from camera pixels to the
+        # sprite's [-1, 1] square, as in moving_digits.
+        centre = np.array([cx[i] * w, cy[i] * h]) - shift
+        x0, x1 = max(0, int(centre[0] - reach)), min(w, int(centre[0] + reach) + 1)
+        y0, y1 = max(0, int(centre[1] - reach)), min(h, int(centre[1] + reach) + 1)
+        if x0 < x1 and y0 < y1:
+            half = sprite * side * scale[i] / 2
+            c, s = math.cos(-angle[i]), math.sin(-angle[i])
+            rot = torch.tensor([[c, s], [-s, c]], dtype=torch.float32) / half  # rows are points: p @ rot
+            local = pixels[y0:y1, x0:x1] - torch.from_numpy(centre).float()
+            grids = torch.stack([local @ rot, (local - shadow_t) @ rot])
+            alpha = F.grid_sample(digit.expand(2, 1, 8, 8), grids, mode="bilinear", padding_mode="zeros",
+                                  align_corners=False)[:, 0]
+            alpha = alpha.sub_(0.2).div_(0.45).clamp_(0, 1)
+            alpha = alpha * alpha * (3 - 2 * alpha)  # smoothstep: crisper edges than the bundled blur
+            body, shade = alpha[0:1], alpha[1:2]
+            lit = colour * (0.85 + 0.15 * grids[0, ..., 1].clamp(-1, 1))  # lit from below
+            box = frame[:, y0:y1, x0:x1]
+            box.mul_((1 - 0.5 * shade) * (1 - body)).add_(lit * body * vignette[:, y0:y1, x0:x1])
+        frame.add_(torch.randn((1, h, w), generator=noise_gen), alpha=noise)
+        frame = frame.mul_(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0)
+        yield frame.to(torch.uint8, memory_format=torch.contiguous_format).numpy()
 
 
 def write_clip(path: str | Path, clip: RealisticClip, *, render_short_side: int = 360) -> int:
