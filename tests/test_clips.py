@@ -2,8 +2,8 @@ import numpy as np
 import torch
 import pytest
 
-from vidcil.data.clips import ClipDataset, ClipRef, DirectDecode, SeededSampler, clip_loader, sample_indices
-from vidcil.data.transforms import clip_transform
+from vidcil.data.clips import ClipDataset, ClipRef, DirectDecode, SeededSampler, clip_loader
+from vidcil.data.transforms import clip_transform, sample_indices
 from vidcil.data.video import VideoDecodeError, decode_video, probe_video, write_video
 from tests.conftest import moving_square
 

@@ -34,7 +34,7 @@ from vidcil.stream import (
     Store, champion, latest_record, pending_batches, read_output, run_dir, write_output,
 )
 from vidcil.progress import EpochProgress
-from vidcil.training import predict_proba, train
+from vidcil.training import load_training_checkpoint, predict_proba, train
 
 
 def _store(params: Params) -> Store:
@@ -265,7 +265,7 @@ def distil(params: Params, batch_id: str) -> dict:
     fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
     start = time.perf_counter()
     label = f"{batch_id} {'distil' if teacher else 'train'}"
-    resumed = _checkpoint_epoch(checkpoint, fingerprint)
+    resumed = int((load_training_checkpoint(checkpoint, fingerprint) or {}).get("epoch", 0))
     with EpochProgress(label, epochs, len(data), start_epoch=resumed) as progress:
         result = train(
             student, data, epochs=epochs, batch_size=params.train.batch_size, lr=params.train.lr,
@@ -289,22 +289,12 @@ def distil(params: Params, batch_id: str) -> dict:
 def _training_fingerprint(params: Params, champ, class_names: list[str], refs, epochs: int) -> str:
     """What a checkpoint must match to be resumed: the teacher, the data (by content) and the recipe."""
     recipe = {k: params.model_dump(mode="json")[k] for k in ("model", "train", "distil", "data")}
-    recipe["data"].pop("num_workers"), recipe["data"].pop("cache_max_bytes")  # do not change the result
+    for knob in ("num_workers", "cache_max_bytes", "pin_memory"):  # they do not change what is learnt
+        del recipe["data"][knob]
     return hashlib.sha256(json.dumps({
         "teacher": champ.version if champ else None, "classes": class_names, "epochs": epochs, "recipe": recipe,
         "data": [(r.batch_id, r.video, r.sha256 or str(r.path), r.label) for r in refs],
     }, sort_keys=True).encode()).hexdigest()
-
-
-def _checkpoint_epoch(path: Path, fingerprint: str) -> int:
-    """Epochs a matching checkpoint holds (for the progress display; ``train`` does the resuming)."""
-    if not path.is_file():
-        return 0
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return 0
-    return int(state["epoch"]) if state.get("fingerprint") == fingerprint else 0
 
 
 # -- 5. evaluate -----------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def _save(state: dict, path: Path) -> None:
     os.replace(tmp, path)  # a kill while saving leaves the previous checkpoint intact
 
 
-def _load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
+def load_training_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
+    """The checkpoint at ``path`` if it was written for ``fingerprint``, else None."""
     if path is None or not path.is_file():
         return None
     try:
@@ -125,7 +126,7 @@ def train(
     feature_stages = stages if teacher is not None else ()
 
     result = TrainResult()
-    state = _load_checkpoint(checkpoint, fingerprint)
+    state = load_training_checkpoint(checkpoint, fingerprint)
     if state is not None:
         student.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

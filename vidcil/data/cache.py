@@ -96,9 +96,6 @@ class FrameCache:
         self.evict(keep=entry)
         return entry
 
-    def put_collected(self, sha256: str, collected: WorkingFrames) -> Path:
-        return self.put(sha256, collected.result())
-
     # -- size --------------------------------------------------------------------------------------
 
     def entries(self) -> list[Path]:

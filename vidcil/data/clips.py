@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vidcil.data.transforms import Compose, sample_indices  # noqa: F401  (sample_indices: re-exported)
+from vidcil.data.transforms import Compose
 from vidcil.data.video import decode_working
 
 

@@ -156,7 +156,7 @@ def probe_rows(batch_dir: Path, labels: pd.DataFrame, max_side: int, cache: Fram
             try:
                 p = probe_video(path, max_side=max_side, on_frame=collected)
                 if collected is not None and p.decoded:
-                    cache.put_collected(rec["sha256"], collected)
+                    cache.put(rec["sha256"], collected.result())
                 rec.update(has_video=True, frames=p.frames, fps=round(p.fps, 3), width=p.width, height=p.height,
                            duration_s=round(p.duration_s, 3), codec=p.codec, variable_frame_rate=p.variable_frame_rate)
                 if p.frames == 1 and p.codec in STILL_IMAGE_CODECS:
