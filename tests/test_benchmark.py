@@ -10,6 +10,7 @@ from vidcil.experiments.benchmark import bundled_stream, quick_params, run_bench
 from vidcil.experiments.methods import ABLATIONS, METHODS
 from vidcil.experiments.report import at_batch, last_new_class_batch
 from vidcil.experiments.runner import load_stream
+from vidcil.inputs import frame_cache
 from vidcil.steps import validation_rules
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +61,7 @@ def test_quick_benchmark_runs_every_method_on_a_user_stream_and_leaves_out_a_rej
 
 def test_a_folder_without_batches_is_refused_with_the_contract(tmp_path):
     with pytest.raises(FileNotFoundError, match="labels.csv"):
-        load_stream(tmp_path, validation_rules(Params()), tmp_path / "reports")
+        load_stream(tmp_path, validation_rules(Params()), tmp_path / "reports", frame_cache(Params()))
 
 
 def _result(batch_classes):

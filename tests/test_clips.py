@@ -74,3 +74,13 @@ def test_seeded_sampling_is_the_same_with_any_number_of_workers(tmp_path):
     assert torch.equal(zero, two)  # same frames, same crops: randomness is per item, not per worker
     assert not torch.equal(zero, epoch(0, 2))  # a new epoch draws anew
     assert sorted(i for i, _ in SeededSampler(6, 7, shuffle=True)) == list(range(6))
+
+
+def test_60_fps_in_a_millisecond_time_base_is_a_constant_rate(tmp_path):
+    from vidcil.data.realistic import RealisticClip, write_clip
+
+    for ext in ("mkv", "webm"):  # 1 ms ticks: frames 16 or 17 ms apart
+        path = tmp_path / f"a.{ext}"
+        write_clip(path, RealisticClip(path.name, "slide_right", "train", (0,), 426, 240, 60, 1.0, ext))
+        probe = probe_video(path)
+        assert not probe.variable_frame_rate and probe.fps == pytest.approx(60, abs=0.5), ext

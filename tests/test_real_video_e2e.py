@@ -97,3 +97,4 @@ def test_a_distil_killed_after_its_first_epoch_resumes_at_the_second(tmp_path):
         run_step(params, step, "b000")
     versions = registry.client().search_model_versions(f"name = '{params.mlflow.model_name}'")
     assert len(versions) == 1
+    assert not (params.paths.runs / "b000" / "distil_checkpoint.pt").exists()  # decided: no longer needed

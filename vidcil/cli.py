@@ -12,18 +12,38 @@ from pathlib import Path
 from vidcil.config import Params
 
 
-def _generate(params: Params) -> list[str]:
+def _generate(params: Params, out: Path | None = None) -> list[str]:
     from vidcil.data.moving_digits import default_stream, generate_stream
 
     b = params.benchmark
+    landing = out or params.paths.landing
     specs = default_stream(b.class_batches, b.shift_batch, train_per_class=b.train_per_class,
                            test_per_class=b.test_per_class, shift_train_per_class=b.shift_train_per_class,
                            shift_test_per_class=b.shift_test_per_class)
-    missing = [s for s in specs if not (params.paths.landing / s.batch_id / "labels.csv").is_file()]
+    missing = [s for s in specs if not (landing / s.batch_id / "labels.csv").is_file()]
     if missing:  # deterministic: a batch already written is the same bytes, so it is skipped
-        generate_stream(params.paths.landing, specs, seed=b.seed, n_frames=b.frames, size=b.size, fps=b.fps,
+        generate_stream(landing, specs, seed=b.seed, n_frames=b.frames, size=b.size, fps=b.fps,
                         only=[s.batch_id for s in missing])
     return [s.batch_id for s in specs]
+
+
+def _generate_realistic(params: Params, args: argparse.Namespace) -> list[str]:
+    """The realistic stream (phone/camera-like clips of every size, rate and container) into ``--out``."""
+    from vidcil.data.realistic import RealisticProfile, generate_realistic_stream
+
+    landing = args.out or params.paths.landing
+    given = {"class_batches": args.class_batches, "max_seconds": args.max_seconds}
+    if args.per_class:
+        given.update(train_per_class=args.per_class[0], test_per_class=args.per_class[1])
+    profile = RealisticProfile(seed=params.benchmark.seed, **{k: v for k, v in given.items() if v is not None})
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            print(f"{done}/{total} clips, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+
+    folders = generate_realistic_stream(landing, profile, progress=progress)
+    return [f.name for f in folders]
 
 
 def _validate(params: Params, batch_dir: Path, report: Path | None) -> int:
@@ -55,7 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidcil", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("generate", help="write the bundled benchmark stream into paths.landing")
+    p = sub.add_parser("generate", help="write a benchmark stream (default: the bundled one) into paths.landing")
+    p.add_argument("--profile", choices=("bundled", "realistic"), default="bundled",
+                   help="bundled: 64 px mp4 clips (benchmark.* in params); realistic: 240p-1080p, landscape "
+                        "and portrait, 10-60 fps, 2-30 s, mp4/mkv/mov (H.264) and webm (VP9)")
+    p.add_argument("--out", type=Path, default=None, help="landing folder (default: paths.landing)")
+    p.add_argument("--class-batches", type=int, choices=range(1, 5), default=None, metavar="N",
+                   help="realistic: batches, 1-4 (4 classes, then 2 new ones per batch; default 2)")
+    p.add_argument("--per-class", type=int, nargs=2, default=None, metavar=("TRAIN", "TEST"),
+                   help="realistic: training and test videos per class (default 20 6)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="realistic: longest clip, seconds (default 30; clips last 2 s to this)")
     p = sub.add_parser("validate", help="check a batch folder (labels.csv + videos); stores nothing")
     p.add_argument("batch_dir", type=Path)
     p.add_argument("--report", type=Path, default=None, help="report folder (default reports/validate/<batch>)")
@@ -94,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(params, args.batch_dir, args.report)
     if args.command == "generate":
-        print("\n".join(_generate(params)))
+        if args.profile == "bundled" and (args.class_batches or args.per_class or args.max_seconds):
+            parser.error("--class-batches, --per-class and --max-seconds are for --profile realistic "
+                         "(the bundled stream takes benchmark.* from the params file)")
+        batches = _generate_realistic(params, args) if args.profile == "realistic" else _generate(params, args.out)
+        print("\n".join(batches))
     elif args.command == "step":
         print(pipeline.run_step(params, args.step, args.batch_id))
     elif args.command == "run-batch":

@@ -469,6 +469,8 @@ def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
             mlflow.log_figure(fig, f"plots/{plot}.png")
             plots.close(fig)
         mlflow.set_tag(f"{registry.TAG}decision", decision)
+    # Decided: the training checkpoint (kept so that a rerun before now did not retrain) has done its job.
+    (run_dir(params, batch_id) / "distil_checkpoint.pt").unlink(missing_ok=True)
     return write_output(params, batch_id, "promote" if promoted else "hold", {
         "batch_id": batch_id, "version": version.version, "decision": decision,
         "reasons": gate["reasons"], "champion_version": service_version, "reused": False})

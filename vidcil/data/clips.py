@@ -99,7 +99,8 @@ def clip_loader(data: ClipDataset, *, batch_size: int, train: bool, seed: int = 
     """Training: shuffled, seeded per item, last short batch dropped, workers kept across epochs.
     Evaluation: in order (predictions line up with ``data.refs``)."""
     sampler = SeededSampler(len(data), seed, shuffle=train)
-    workers = min(num_workers, len(data))
+    batches = -(-len(data) // batch_size)
+    workers = min(num_workers, batches - 1)  # a single batch gains nothing from a worker process
     return DataLoader(
         data, batch_size=batch_size, sampler=sampler, drop_last=train and len(data) > batch_size,
         num_workers=workers, pin_memory=pin_memory, persistent_workers=train and workers > 0,

@@ -10,7 +10,8 @@ spans the whole clip whatever its length and frame rate; reversed motions stay c
 frame, as in the bundled stream.
 
 Clips are rendered and encoded one frame at a time: a 30 s 60 fps 1080p clip (1800 frames of 6 MB)
-never sits in memory; a clip costs a few frames plus the encoder's lookahead. Frames are rendered
+never sits in memory; a clip costs a few frames plus the encoder's state (~50-80 MB for x264 and
+~180 MB for VP9 at 1080p, whatever the clip's length). Frames are rendered
 at ``render_short_side`` at most and scaled to the clip's size by FFmpeg (the sprite is an 8x8
 digit and the background is smooth, so little detail is lost, and rendering stays cheap at 1080p).
 
@@ -46,15 +47,25 @@ PORTRAIT: tuple[tuple[int, int], ...] = ((360, 640), (480, 854), (720, 1280), (1
 FRAME_RATES: tuple[int, ...] = (10, 15, 24, 25, 30, 50, 60)
 CONTAINERS: tuple[str, ...] = ("mp4", "mkv", "webm", "mov")
 
-# FFmpeg muxer and encoder per container. Single-threaded encoders and bit-exact muxing (no random
-# Matroska/WebM UIDs, no library version string), so the same clip always gives the same bytes;
-# x264 without its assembly paths, as in :func:`vidcil.data.video.write_video`. VP9 in realtime
-# mode: the best mode is ~10x slower at 1080p for files nobody watches.
+# FFmpeg muxer and encoder per container, each like a different kind of device: mp4 as many
+# Android phones (H.264 without B-frames or CABAC), mkv as a screen recorder (CABAC, no B-frames),
+# mov as an iPhone (High profile, B-frames: decode order differs from display order), webm as a
+# browser recording (VP9). Encoders run single-threaded and muxing is bit-exact (no random
+# Matroska/WebM UIDs, no library version string), so the same clip always gives the same bytes.
+# x264 runs without its assembly paths, as in :func:`vidcil.data.video.write_video`: measured here,
+# with them 2-6 of 6 single-threaded encodes of one 426x240 or 854x480 clip differ (widths that
+# are not a multiple of 16). Without assembly x264 is ~4x slower, so its fastest preset is used;
+# VP9 runs in realtime mode (the default mode is ~10x slower at 1080p, for files nobody watches).
 _MUXER = {"mp4": "mp4", "mkv": "matroska", "webm": "webm", "mov": "mov"}
-_X264 = {"crf": "23", "preset": os.environ.get("PRESET", "veryfast"), "threads": "1", "x264-params": os.environ.get("XP", "asm=0")}
-_VP9 = {"crf": "34", "b": "0", "deadline": "realtime", "cpu-used": "8", "threads": "1", "row-mt": "0"}
-_ENCODER = {"mp4": ("libx264", _X264), "mkv": ("libx264", _X264), "mov": ("libx264", _X264),
-            "webm": ("libvpx-vp9", _VP9)}
+_X264 = {"crf": "23", "preset": "ultrafast", "threads": "1"}
+_ENCODER = {
+    "mp4": ("libx264", {**_X264, "x264-params": "asm=0"}),
+    "mkv": ("libx264", {**_X264, "x264-params": "asm=0:cabac=1"}),
+    "mov": ("libx264", {**_X264, "x264-params": "asm=0:cabac=1:bframes=2:deblock=1:8x8dct=1"}),
+    # No lookahead: frames go out as they come (VP9 still holds ~180 MB of state at 1080p).
+    "webm": ("libvpx-vp9", {"crf": "34", "b": "0", "deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                            "threads": "1", "row-mt": "0"}),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class RealisticProfile:
     portrait: tuple[tuple[int, int], ...] = PORTRAIT
     frame_rates: tuple[int, ...] = FRAME_RATES
     containers: tuple[str, ...] = CONTAINERS
+    sensor_noise: float = 0.006  # the noisiest clip's per-frame noise std, in [0, 1] intensity
     render_short_side: int = 360  # frames are drawn at most this size, then scaled by FFmpeg
     seed: int = 0
 
@@ -109,6 +121,7 @@ class RealisticClip:
     fps: int
     seconds: float
     container: str
+    noise: float = 0.006  # std of per-frame sensor noise, in [0, 1] intensity
 
     @property
     def n_frames(self) -> int:
@@ -133,14 +146,15 @@ def plan_stream(profile: RealisticProfile) -> dict[str, list[RealisticClip]]:
         deck = [pairs[i] for _ in range(math.ceil(len(rows) / len(pairs))) for i in deck_rng.permutation(len(pairs))]
         clips = []
         for (motion, split, n), (container, orientation) in zip(rows, deck):
-            key = (profile.seed, 1, b, MOTIONS.index(motion), int(split == "test"), n)
+            key = (profile.seed, 1, b, MOTIONS.index(motion), int(split == "test"), n)  # 1: this stream
             rng = np.random.default_rng(key + (0,))
             sizes = profile.landscape if orientation == "landscape" else profile.portrait
             width, height = sizes[rng.integers(len(sizes))]
             fps = int(profile.frame_rates[rng.integers(len(profile.frame_rates))])
             seconds = float(np.exp(rng.uniform(np.log(profile.min_seconds), np.log(profile.max_seconds))))
+            noise = profile.sensor_noise * rng.uniform(0.3, 1.0)
             clips.append(RealisticClip(f"{split}/{motion}/{n:03d}.{container}", motion, split, key,
-                                       int(width), int(height), fps, round(seconds, 3), container))
+                                       int(width), int(height), fps, round(seconds, 3), container, round(noise, 5)))
         plan[batch_id] = clips
     return plan
 
@@ -184,7 +198,6 @@ def render_frames(clip: RealisticClip, *, render_short_side: int = 360):
     phase = rng.uniform(0, 2 * math.pi, size=(2, 2))
     amp = rng.uniform(0.002, 0.008, size=(2, 2)) * side
     shake = (amp[..., None] * np.sin(2 * math.pi * freq[..., None] * t_sec + phase[..., None])).sum(1)  # [2, T]
-    noise = rng.uniform(0.3, 1.0) * float(os.environ.get("NS", 0.01))
 
     # Channels first ([3, h, w]): torch is several times faster than with a trailing axis of 3.
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
@@ -233,7 +246,7 @@ def render_frames(clip: RealisticClip, *, render_short_side: int = 360):
             lit = colour * (0.85 + 0.15 * grids[0, ..., 1].clamp(-1, 1))  # lit from below
             box = frame[:, y0:y1, x0:x1]
             box.mul_((1 - 0.5 * shade) * (1 - body)).add_(lit * body * vignette[:, y0:y1, x0:x1])
-        frame.add_(torch.randn((1, h, w), generator=noise_gen), alpha=noise)
+        frame.add_(torch.randn((1, h, w), generator=noise_gen), alpha=clip.noise)
         frame = frame.mul_(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0)
         yield frame.to(torch.uint8, memory_format=torch.contiguous_format).numpy()
 
@@ -246,7 +259,7 @@ def write_clip(path: str | Path, clip: RealisticClip, *, render_short_side: int 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     codec, options = _ENCODER[clip.container]
     try:
         with av.open(str(tmp), mode="w", format=_MUXER[clip.container], options={"fflags": "+bitexact"}) as out:
@@ -280,13 +293,15 @@ def generate_realistic_stream(
 
     Returns the batch folders. Clips are rendered and encoded on every core, longest first (they
     range over ~1000x in pixels); each batch's ``labels.csv`` is written last: a batch is complete
-    when it exists, and a complete batch is skipped (it would be the same bytes).
+    when it exists, and a complete batch is skipped (it would be the same bytes). An interrupted
+    batch resumes: a clip's file only appears once it is whole, so existing ones are kept.
     ``only``: write just these batch ids. ``progress(done, total)`` is called after each clip.
     """
     landing = Path(landing)
     plan = {b: clips for b, clips in plan_stream(profile).items() if only is None or b in only}
     todo = [(landing / b / c.video, c, profile.render_short_side)
-            for b, clips in plan.items() if not (landing / b / "labels.csv").is_file() for c in clips]
+            for b, clips in plan.items() if not (landing / b / "labels.csv").is_file() for c in clips
+            if not (landing / b / c.video).is_file()]
     todo.sort(key=lambda job: -job[1].n_frames * job[1].width * job[1].height)
     workers = max(1, min(os.cpu_count() or 1, len(todo)))
     if workers > 1:
@@ -303,6 +318,8 @@ def generate_realistic_stream(
         labels = landing / batch_id / "labels.csv"
         if labels.is_file():
             continue
+        for stale in labels.parent.glob("*/*/.*.partial"):  # left by an interrupted run
+            stale.unlink()
         tmp = labels.with_name(".labels.csv.partial")
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["video", "label", "split"])

@@ -148,7 +148,7 @@ def probe_video(path: str | Path, *, max_side: int | None = None,
                 duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
                 return VideoProbe(frames, fps, width, height, duration, codec, decoded=False)
             stream.thread_type = "AUTO"
-            pts, frames = [], 0
+            pts, frames, tick = [], 0, float(stream.time_base or 0)
             for frame in container.decode(stream):
                 frames += 1
                 width, height = frame.width, frame.height
@@ -161,7 +161,10 @@ def probe_video(path: str | Path, *, max_side: int | None = None,
     if frames == 0:
         raise VideoDecodeError("has a video stream but no frame (zero duration)")
     steps = np.diff(np.sort(pts)) if len(pts) > 1 else np.array([])
-    vfr = bool(steps.size and steps.max() - steps.min() > max(1e-3, 0.05 * steps.min()))
+    # Timestamps are whole ticks of the container's time base (Matroska/WebM: 1 ms, so 60 fps is
+    # 16 or 17 ms apart): a spread within one tick and a half is rounding, not a variable rate.
+    tolerance = max(1e-3, 0.05 * steps.min() if steps.size else 0.0, 1.5 * tick)
+    vfr = bool(steps.size and steps.max() - steps.min() > tolerance)
     if vfr or not fps:
         fps = float(1 / np.median(steps)) if steps.size and np.median(steps) > 0 else fps
     duration = float(pts[-1] - pts[0] + 1 / fps) if len(pts) > 1 and fps else (frames / fps if fps else 0.0)
