@@ -81,7 +81,9 @@ def log(msg: str) -> None:
 def profiles(quick: bool) -> dict[str, RealisticProfile]:
     """``main``: the batch of measurements 1-5; ``base``/``long``/``large``: the memory variants."""
     if quick:
-        main = RealisticProfile(class_batches=1, train_per_class=2, test_per_class=1, min_seconds=1.0,
+        # 20 training clips: 3 batches of 8, so that the loader really starts 2 workers (it starts at
+        # most one fewer than there are batches)
+        main = RealisticProfile(class_batches=1, train_per_class=5, test_per_class=1, min_seconds=1.0,
                                 max_seconds=3.0, landscape=((426, 240), (1280, 720)), portrait=((360, 640),),
                                 frame_rates=(10, 15), seed=0)
         base = replace(main, train_per_class=1, test_per_class=1, max_seconds=2.0,
@@ -89,7 +91,9 @@ def profiles(quick: bool) -> dict[str, RealisticProfile]:
     else:
         main = RealisticProfile(class_batches=1, train_per_class=20, test_per_class=6, min_seconds=2.0,
                                 max_seconds=30.0, seed=0)
-        base = replace(main, train_per_class=2, test_per_class=1)  # 4 classes x (2 + 1): 12 clips
+        # 4 classes x (1 train + 1 test), as the batch is filmed: 8 clips from 360x640 10 fps 2 s to
+        # 1080x1920 15 fps 14.7 s; twice as large, that is 2160x3840 (the validator takes <= 4096).
+        base = replace(main, train_per_class=1, test_per_class=1)
     return {
         "main": main,
         "base": base,
@@ -107,7 +111,8 @@ def ensure_stream(root: Path, name: str, profile: RealisticProfile) -> tuple[Pat
     """The stream folder for ``profile`` under ``root`` (generated unless complete); seconds spent."""
     folder = root / f"{name}-{profile_key(profile)}"
     if (folder / BATCH / "labels.csv").is_file():
-        log(f"{name}: reusing {folder}")
+        when = made_in(folder)
+        log(f"{name}: reusing {folder}" + (f" (generated in {when:.0f} s)" if when else ""))
         return folder, 0.0
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "profile.json").write_text(json.dumps(asdict(profile), indent=1))
@@ -120,7 +125,16 @@ def ensure_stream(root: Path, name: str, profile: RealisticProfile) -> tuple[Pat
             log(f"  {name}: {done}/{total} clips, {last[0] - start:.0f} s")
 
     generate_realistic_stream(folder, profile, only=[BATCH], progress=progress)
-    return folder, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    (folder / "generation.json").write_text(json.dumps({"seconds": seconds, "cpu_count": os.cpu_count(),
+                                                        "load_average": os.getloadavg()}))
+    return folder, seconds
+
+
+def made_in(folder: Path) -> float | None:
+    """Seconds the stream took to generate when it was made (``None``: not recorded)."""
+    made = folder / "generation.json"
+    return json.loads(made.read_text()).get("seconds") if made.is_file() else None
 
 
 def clip_table(stream: Path) -> list[dict]:
@@ -212,7 +226,7 @@ def data_rates(clips: list[dict], work: Path, workers_list: tuple[int, ...]) -> 
         loader.sampler.set_epoch(1)
         n_warm, t_warm = one_pass(loader)
         log(f"  cold {n_cold / t_cold:.2f} clips/s, warm {n_warm / t_warm:.2f} clips/s")
-        rates.append({"workers": w, "clips": n_cold, "cold_s": t_cold, "cold_clips_per_s": n_cold / t_cold,
+        rates.append({"workers": w, "loader_workers": loader.num_workers, "clips": n_cold, "cold_s": t_cold, "cold_clips_per_s": n_cold / t_cold,
                       "warm_s": t_warm, "warm_clips_per_s": n_warm / t_warm,
                       "cache_entries": len(cache.entries()), "cache_bytes": cache.size_bytes()})
         if w == 0:
@@ -335,39 +349,72 @@ def project_params(project: Path, landing: Path) -> dict:
 
 
 class TreeMemory(threading.Thread):
-    """Polls a process and all its descendants: the sum of their RSS every ``every`` s, PSS less often."""
+    """Polls a process and all its descendants: the sum of their RSS every ``every`` s, PSS less often.
 
-    def __init__(self, pid: int, every: float = 0.2, pss_every: int = 5):
+    ``log``: the run's output; its ``b000 <step> <seconds> s`` lines say which step is running, so
+    every peak is also kept per step (the first step includes the interpreter's start).
+    """
+
+    def __init__(self, pid: int, log: Path, steps: list[str], every: float = 0.2, pss_every: int = 5):
         super().__init__(daemon=True)
         self.root, self.every, self.pss_every = psutil.Process(pid), every, pss_every
+        self.log, self.steps, self.done_steps, self._text = log, steps, 0, ""
         self.peak_rss_sum = self.peak_pss_sum = self.peak_single_rss = 0
         self.peak_processes = self.samples = 0
+        self.per_step: dict[str, dict[str, float]] = {}
+        self.timeline: list[dict] = []  # one sample a second
         self.done = threading.Event()
+        self.start_time = time.perf_counter()
+
+    def _step(self, f) -> str:
+        self._text += f.read()
+        *lines, self._text = self._text.split("\n")
+        self.done_steps += sum(1 for line in lines if re.match(rf"^{BATCH} (\w+)\s+[\d.]+ s$", line.strip()))
+        return self.steps[min(self.done_steps, len(self.steps) - 1)]
 
     def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                procs = [self.root] + self.root.children(recursive=True)
-            except psutil.Error:
-                break
-            rss = pss = 0
-            for p in procs:
+        with open(self.log, errors="replace") as f:
+            while not self.done.is_set():
                 try:
-                    r = p.memory_info().rss
-                    rss += r
-                    self.peak_single_rss = max(self.peak_single_rss, r)
-                    if self.samples % self.pss_every == 0:
-                        pss += p.memory_full_info().pss
+                    procs = [self.root] + self.root.children(recursive=True)
                 except psutil.Error:
-                    pass
-            self.peak_rss_sum, self.peak_pss_sum = max(self.peak_rss_sum, rss), max(self.peak_pss_sum, pss)
-            self.peak_processes = max(self.peak_processes, len(procs))
-            self.samples += 1
-            self.done.wait(self.every)
+                    break
+                step = self._step(f)
+                rss = pss = single = 0
+                with_pss = self.samples % self.pss_every == 0
+                for p in procs:
+                    try:
+                        r = p.memory_info().rss
+                        rss, single = rss + r, max(single, r)
+                        if with_pss:
+                            pss += p.memory_full_info().pss
+                    except psutil.Error:
+                        pass
+                self.peak_rss_sum, self.peak_single_rss = max(self.peak_rss_sum, rss), max(self.peak_single_rss, single)
+                self.peak_pss_sum = max(self.peak_pss_sum, pss)
+                self.peak_processes = max(self.peak_processes, len(procs))
+                peaks = self.per_step.setdefault(step, {"rss_sum": 0, "pss_sum": None, "single_rss": 0, "processes": 0})
+                peaks["rss_sum"], peaks["single_rss"] = max(peaks["rss_sum"], rss), max(peaks["single_rss"], single)
+                peaks["processes"] = max(peaks["processes"], len(procs))
+                if with_pss:  # None: the step was over before a PSS sample fell in it
+                    peaks["pss_sum"] = max(peaks["pss_sum"] or 0, pss)
+                if with_pss:
+                    self.timeline.append({"t": round(time.perf_counter() - self.start_time, 1), "step": step,
+                                          "rss_sum_mib": rss / 2**20, "pss_sum_mib": pss / 2**20,
+                                          "single_rss_mib": single / 2**20, "processes": len(procs)})
+                self.samples += 1
+                self.done.wait(self.every)
+
+
+def pipeline_steps() -> list[str]:
+    from vidcil.pipeline import STEPS  # imported here: it brings MLflow
+
+    return list(STEPS) + ["decision"]  # the decision (promote or hold) prints no timing line
 
 
 def pipeline_run(name: str, stream: Path, clips: list[dict], work: Path, logs: Path) -> dict:
     """``vidcil --params params.yaml run-batch b000`` in a fresh project; its peak memory."""
+    steps = pipeline_steps()
     project = work / f"project-{name}"
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
@@ -385,7 +432,7 @@ def pipeline_run(name: str, stream: Path, clips: list[dict], work: Path, logs: P
     with open(logs / f"run-batch-{name}.log", "w") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
-        mem = TreeMemory(proc.pid)
+        mem = TreeMemory(proc.pid, logs / f"run-batch-{name}.log", steps)
         mem.start()
         rc = proc.wait()
         wall = time.perf_counter() - start
@@ -410,6 +457,10 @@ def pipeline_run(name: str, stream: Path, clips: list[dict], work: Path, logs: P
            "peak_rss_max_process_gib": maxrss_kb * 1024 / GIB if maxrss_kb else None,
            "peak_rss_tree_sum_gib": mem.peak_rss_sum / GIB, "peak_pss_tree_sum_gib": mem.peak_pss_sum / GIB,
            "peak_single_rss_polled_gib": mem.peak_single_rss / GIB, "peak_processes": mem.peak_processes,
+           "peak_step": max(mem.per_step, key=lambda k: mem.per_step[k]["pss_sum"] or 0) if mem.per_step else None,
+           "per_step_peaks_gib": {k: {m: (v / GIB if m != "processes" and v is not None else v) for m, v in p.items()}
+                                  for k, p in sorted(mem.per_step.items(), key=lambda kv: steps.index(kv[0]))},
+           "timeline": mem.timeline,
            "samples": mem.samples, "cache_bytes": FrameCache(project / "cache", SHORT_SIDE, MAX_FRAMES, 1).size_bytes()}
     log(f"  rc {rc}, {wall:.0f} s, peak RSS tree {row['peak_rss_tree_sum_gib']:.2f} GiB")
     shutil.rmtree(project / "store", ignore_errors=True)  # copies of the videos
@@ -437,6 +488,10 @@ def report(res: dict) -> str:
            f"`{res['command']}` — {res['machine']['cpu_count']} CPU cores, torch {res['machine']['torch']}, "
            f"{res['machine']['platform']}; wall {res['wall_s'] / 60:.1f} min "
            f"(generation {res['generation_s'] / 60:.1f} min of it).", ""]
+    made = {k: v for k, v in res.get("generation_when_made_s", {}).items() if v}
+    if made:
+        out += ["Streams generated once and reused (minutes when made): "
+                + ", ".join(f"{k} {v / 60:.1f}" for k, v in made.items()) + ".", ""]
     b = res.get("batch")
     if b:
         out += [f"## 1. The batch: {b['clips']} clips ({b['train_clips']} train, {b['test_clips']} test), "
@@ -447,7 +502,7 @@ def report(res: dict) -> str:
                 "", md_table(res["decode_by_resolution"], [
                     ("resolution", "resolution", ""), ("clips", "clips", "d"), ("fps mean", "fps_mean", ".1f"),
                     ("duration mean s", "seconds_mean", ".1f"), ("frames mean", "frames_mean", ".0f"),
-                    ("file MB", "file_mb_mean", ".1f"), ("first touch s mean", "first_touch_s_mean", ".2f"),
+                    ("file MB", "file_mb_mean", ".2f"), ("first touch s mean", "first_touch_s_mean", ".2f"),
                     ("max s", "first_touch_s_max", ".2f"), ("decoded frames/s", "decoded_frames_per_s", ".0f"),
                     ("cache MB/clip", "cache_mb_per_clip", ".2f"), ("cached shape", "cached_shape", "")]), ""]
         d = res["decode_total"]
@@ -457,7 +512,8 @@ def report(res: dict) -> str:
     if res.get("data_rate"):
         out += [f"## 3. Training loader data rate (batch {BATCH_SIZE}, T = {SEGMENTS}, input {INPUT_SIZE}, "
                 "one full pass each)", "", md_table(res["data_rate"], [
-                    ("workers", "workers", "d"), ("clips", "clips", "d"), ("cold s", "cold_s", ".1f"),
+                    ("workers", "workers", "d"), ("started", "loader_workers", "d"), ("clips", "clips", "d"),
+                    ("cold s", "cold_s", ".1f"),
                     ("cold clips/s", "cold_clips_per_s", ".2f"), ("warm s", "warm_s", ".2f"),
                     ("warm clips/s", "warm_clips_per_s", ".1f")]), ""]
     if res.get("train_step"):
@@ -485,11 +541,26 @@ def report(res: dict) -> str:
                     ("wall s", "wall_s", ".0f"), ("peak RSS, one process GiB", "peak_rss_max_process_gib", ".2f"),
                     ("peak RSS, tree sum GiB", "peak_rss_tree_sum_gib", ".2f"),
                     ("peak PSS, tree sum GiB", "peak_pss_tree_sum_gib", ".2f"),
-                    ("processes", "peak_processes", "d")]), "",
+                    ("processes", "peak_processes", "d"), ("peak PSS in", "peak_step", "")]), "",
                 "One process: `/usr/bin/time -v` maximum resident set size (the largest single process of the "
                 "tree that was waited for). Tree sum: psutil, every 0.2 s, RSS of the process and all its "
                 "children summed (counts shared pages and memory-mapped cache pages once per process: an upper "
                 "bound); PSS likewise every 1 s (shared pages split between processes). Target <= 3 GB.", ""]
+        runs = res["pipeline_runs"]
+        steps = list(dict.fromkeys(k for r in runs for k in r.get("per_step_peaks_gib", {})))
+        steps = [k for k in res.get("pipeline_steps", []) if k in steps] + [k for k in steps
+                                                                          if k not in res.get("pipeline_steps", [])]
+
+        def cell(peaks: dict | None) -> str | None:
+            if peaks is None:
+                return None
+            pss = "-" if peaks["pss_sum"] is None else f"{peaks['pss_sum']:.2f}"
+            return f"{pss} / {peaks['single_rss']:.2f}"
+
+        rows = [{"step": k} | {r["run"]: cell(r.get("per_step_peaks_gib", {}).get(k)) for r in runs} for k in steps]
+        out += ["Peak per step, GiB: tree PSS sum / largest single process RSS (polled; '-': the step was "
+                "over before a PSS sample, 'n/a': over before any sample)", "",
+                md_table(rows, [("step", "step", "")] + [(r["run"], r["run"], "") for r in runs]), ""]
     if res.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(out)
@@ -520,6 +591,7 @@ def main() -> None:
         "settings": {"short_side": SHORT_SIDE, "max_frames": MAX_FRAMES, "input_size": INPUT_SIZE,
                      "num_segments": SEGMENTS, "batch_size": BATCH_SIZE},
         "generation_s": 0.0, "phase_s": {}, "notes": [],
+        "pipeline_steps": pipeline_steps(),
     }
 
     def save() -> None:
@@ -530,6 +602,7 @@ def main() -> None:
 
     def phase(name: str, start: float) -> None:
         res["phase_s"][name] = time.perf_counter() - start
+        res.setdefault("phase_load_average", {})[name] = os.getloadavg()  # other work on the machine
         save()
 
     # 1. the batch
@@ -543,6 +616,7 @@ def main() -> None:
         variant_root = landing
     res["generation_s"] += gen
     res["streams"] = {"main": str(stream)}
+    res["generation_when_made_s"] = {"main": made_in(stream)}
     clips = clip_table(stream)
     hd = hd_long_counts(clips)
     res["batch"] = {"clips": len(clips), "train_clips": sum(c["split"] == "train" for c in clips),
@@ -591,22 +665,33 @@ def main() -> None:
 
         # 5. peak memory of whole pipeline batches
         t = time.perf_counter()
-        runs = [pipeline_run("batch", stream, clips, work, args.out / "logs")]
+        runs = res["pipeline_runs"] = [pipeline_run("batch", stream, clips, work, args.out / "logs")]
         save()
         if not args.skip_variants:
             for name in ("base", "long", "large"):
                 v_stream, gen = ensure_stream(variant_root, name, prof[name])
                 res["generation_s"] += gen
                 res["streams"][name] = str(v_stream)
+                res["generation_when_made_s"][name] = made_in(v_stream)
                 v_clips = clip_table(v_stream)
                 res[f"clips_{name}"] = [{k: v for k, v in c.items() if k != "path"} for c in v_clips]
                 runs.append(pipeline_run(name, v_stream, v_clips, work, args.out / "logs"))
-                res["pipeline_runs"] = runs
                 save()
-        res["pipeline_runs"] = runs
         phase("pipeline_runs", t)
-    res["notes"].append("the machine may be shared: load average at start/end is in machine; the rates are "
-                        "of this run, not best-of")
+    b = prof["base"]
+    res["notes"] += [
+        f"shrunk to fit the time budget: pipeline runs train 1 epoch; the memory variants (base, long, large) "
+        f"are {b.class_batches * 4} classes x ({b.train_per_class} train + {b.test_per_class} test) clips of the "
+        f"batch's profile (same seed), not the whole batch; training-step rates average {steps} timed steps "
+        "after 1 warm-up step",
+        "clip_loader starts at most (batches - 1) workers, so a set of <= 8 clips (the variants' 4 training and "
+        "4 test clips) is read in the main process: the variants' runs have no worker processes, the batch's "
+        "training has 2",
+        "streams are generated once (deterministic given the profile and the generator's code) and reused "
+        "from --landing; a stream made by an older generator is reused as it is",
+        "the machine may be shared with other work: load averages per phase are in phase_load_average; the "
+        "rates are of this run, not best-of",
+    ]
     save()
     print(report(res))
 
