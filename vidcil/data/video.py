@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -85,19 +85,24 @@ def _resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return frame.reformat(width=width, height=height, interpolation="AREA").to_ndarray()
 
 
-def decode_working(path: str | Path, short_side: int, max_frames: int) -> np.ndarray:
-    """Decode ``path`` at the working resolution: uint8 ``[F, h, w, 3]``, ``F <= max_frames``."""
-    frames = WorkingFrames(short_side, max_frames)
+def _decoded_frames(path: str | Path) -> Iterator["av.VideoFrame"]:
+    """Every frame of the first video stream, decoded one at a time (FFmpeg errors name the file)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoDecodeError(f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                frames(frame)
+            yield from container.decode(stream)
     except av.FFmpegError as e:
         raise VideoDecodeError(f"{path}: FFmpeg cannot decode it ({e})") from e
+
+
+def decode_working(path: str | Path, short_side: int, max_frames: int) -> np.ndarray:
+    """Decode ``path`` at the working resolution: uint8 ``[F, h, w, 3]``, ``F <= max_frames``."""
+    frames = WorkingFrames(short_side, max_frames)
+    for frame in _decoded_frames(path):
+        frames(frame)
     try:
         return frames.result()
     except VideoDecodeError as e:
@@ -106,15 +111,7 @@ def decode_working(path: str | Path, short_side: int, max_frames: int) -> np.nda
 
 def decode_video(path: str | Path) -> np.ndarray:
     """Decode every frame of ``path`` as uint8 RGB ``[T, H, W, 3]``."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except av.FFmpegError as e:
-        raise VideoDecodeError(f"{path}: FFmpeg cannot decode it ({e})") from e
+    frames = [f.to_ndarray(format="rgb24") for f in _decoded_frames(path)]
     if not frames:
         raise VideoDecodeError(f"{path}: no decodable video frame")
     return np.stack(frames)
