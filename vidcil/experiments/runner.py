@@ -26,7 +26,7 @@ from vidcil.data.cache import FrameCache
 from vidcil.data.clips import ClipRef
 from vidcil.data.validation import Rules, validate_batch
 from vidcil.distill.losses import make_distiller
-from vidcil.inputs import clip_dataset, frame_cache, loader_options, train_options
+from vidcil.inputs import clip_dataset, loader_options, train_options
 from vidcil.experiments.methods import CURVES, Method
 from vidcil.memory.exemplars import herding_priority, random_priority, rank_exemplars, true_class_confidence
 from vidcil.memory.keyframes import AdaptiveThreshold, FixedThreshold, UniformFrames
