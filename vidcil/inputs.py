@@ -29,11 +29,12 @@ def clip_dataset(params: Params, refs: list[ClipRef], *, train: bool, num_segmen
 
 
 def loader_options(params: Params) -> dict:
-    """Keyword arguments for ``train`` / ``predict_proba``: workers and the GPU switches."""
+    """Keyword arguments for ``predict_proba`` / ``embed``: the DataLoader workers."""
     return {"num_workers": params.data.num_workers}
 
 
 def train_options(params: Params) -> dict:
+    """Keyword arguments for ``train``: workers, pinned memory and the GPU switches."""
     t = params.train
     return loader_options(params) | {"pin_memory": params.data.pin_memory, "mixed_precision": t.mixed_precision,
                                      "channels_last": t.channels_last, "compile": t.compile}
