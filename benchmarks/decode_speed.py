@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidcil.data.moving_digits import default_stream, generate_stream
-from vidcil.data.clips import sample_indices, to_model_input
-from vidcil.data.video import decode_video
-from vidcil.models.tsm import VideoRecognizer
+from vidcil.io.moving_digits import default_stream, generate_stream
+from vidcil.io.clips import sample_indices, to_model_input
+from vidcil.io.video import decode_video
+from vidcil.core.models.tsm import VideoRecognizer
 
 
 def _torchcodec():

@@ -2,7 +2,7 @@
 
     python benchmarks/input_pipeline.py [--out benchmarks/results/input_pipeline] [--landing DIR] [--quick]
 
-On one batch of the realistic stream (:mod:`vidcil.data.realistic`: 240p-1080p, landscape and
+On one batch of the realistic stream (:mod:`vidcil.io.realistic`: 240p-1080p, landscape and
 portrait, 10-60 fps, 2-30 s, mp4/mkv/webm/mov) it measures
 
 1. the batch itself: how many clips, how many of them 720p / 1080p and >= 10 s;
@@ -53,17 +53,17 @@ import torch.nn.functional as F
 import yaml
 
 from vidcil.config import Params
-from vidcil.data.cache import FrameCache
-from vidcil.data.clips import ClipRef, clip_loader
-from vidcil.data.contract import sha256_file
-from vidcil.inputs import clip_dataset
-from vidcil.models.tsm import VideoRecognizer
-from vidcil.training import train
+from vidcil.io.cache import FrameCache
+from vidcil.io.clips import ClipRef, clip_loader
+from vidcil.io.contract import sha256_file
+from vidcil.io.inputs import clip_dataset
+from vidcil.core.models.tsm import VideoRecognizer
+from vidcil.core.training import train
 
 try:
-    from vidcil.data.realistic import RealisticProfile, generate_realistic_stream
+    from vidcil.io.realistic import RealisticProfile, generate_realistic_stream
 except ImportError as e:  # the generator is someone else's work in progress
-    sys.exit(f"vidcil.data.realistic is not importable yet ({e}); retry later")
+    sys.exit(f"vidcil.io.realistic is not importable yet ({e}); retry later")
 
 BATCH = "b000"
 SHORT_SIDE, MAX_FRAMES, INPUT_SIZE, SEGMENTS, BATCH_SIZE = 128, 64, 112, 8, 8  # DataParams defaults
@@ -407,7 +407,7 @@ class TreeMemory(threading.Thread):
 
 
 def pipeline_steps() -> list[str]:
-    from vidcil.pipeline import STEPS  # imported here: it brings MLflow
+    from vidcil.pipeline.runner import STEPS  # imported here: it brings MLflow
 
     return list(STEPS) + ["decision"]  # the decision (promote or hold) prints no timing line
 

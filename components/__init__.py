@@ -15,8 +15,8 @@ REJECTED_EXIT_CODE = 3
 
 def run_component(step: str, argv: list[str] | None = None) -> None:
     from vidcil.config import Params
-    from vidcil.data.contract import BatchRejected
-    from vidcil.pipeline import run_step
+    from vidcil.io.contract import BatchRejected
+    from vidcil.pipeline.runner import run_step
 
     parser = argparse.ArgumentParser(prog=f"components.{step}")
     parser.add_argument("batch_id")

@@ -1,4 +1,4 @@
-"""Component: the `distil` step for one batch (see vidcil.steps.distil).
+"""Component: the `distil` step for one batch (see vidcil.pipeline.steps.distil).
 
     python -m components.distil BATCH_ID [--params params.yaml]
 

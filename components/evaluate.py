@@ -1,4 +1,4 @@
-"""Component: the `evaluate` step for one batch (see vidcil.steps.evaluate).
+"""Component: the `evaluate` step for one batch (see vidcil.pipeline.steps.evaluate).
 
     python -m components.evaluate BATCH_ID [--params params.yaml]
 

@@ -1,4 +1,4 @@
-"""Component: the `extract_keyframes` step for one batch (see vidcil.steps.extract_keyframes).
+"""Component: the `extract_keyframes` step for one batch (see vidcil.pipeline.steps.extract_keyframes).
 
     python -m components.extract_keyframes BATCH_ID [--params params.yaml]
 

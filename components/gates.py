@@ -1,4 +1,4 @@
-"""Component: the `gates` step (the branch: promote or hold) for one batch (see vidcil.steps.gates).
+"""Component: the `gates` step (the branch: promote or hold) for one batch (see vidcil.pipeline.steps.gates).
 
     python -m components.gates BATCH_ID [--params params.yaml]
 

@@ -1,4 +1,4 @@
-"""Component: the `hold` step for one batch (see vidcil.steps.hold).
+"""Component: the `hold` step for one batch (see vidcil.pipeline.steps.hold).
 
     python -m components.hold BATCH_ID [--params params.yaml]
 

@@ -1,4 +1,4 @@
-"""Component: the `promote` step for one batch (see vidcil.steps.promote).
+"""Component: the `promote` step for one batch (see vidcil.pipeline.steps.promote).
 
     python -m components.promote BATCH_ID [--params params.yaml]
 

@@ -1,4 +1,4 @@
-"""Component: the `register` step for one batch (see vidcil.steps.register).
+"""Component: the `register` step for one batch (see vidcil.pipeline.steps.register).
 
     python -m components.register BATCH_ID [--params params.yaml]
 

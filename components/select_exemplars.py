@@ -1,4 +1,4 @@
-"""Component: the `select_exemplars` step for one batch (see vidcil.steps.select_exemplars).
+"""Component: the `select_exemplars` step for one batch (see vidcil.pipeline.steps.select_exemplars).
 
     python -m components.select_exemplars BATCH_ID [--params params.yaml]
 

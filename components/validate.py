@@ -1,4 +1,4 @@
-"""Component: the `validate` step for one batch (see vidcil.steps.validate).
+"""Component: the `validate` step for one batch (see vidcil.pipeline.steps.validate).
 
     python -m components.validate BATCH_ID [--params params.yaml]
 

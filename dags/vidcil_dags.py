@@ -25,7 +25,7 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from vidcil.config import KubernetesParams, Params
-from vidcil.pipeline import STEPS, decision_step
+from vidcil.pipeline.runner import STEPS, decision_step
 
 PROJECT_DIR = Path(os.environ.get("VIDCIL_PROJECT_DIR", Path(__file__).resolve().parent.parent))
 PARAMS_FILE = Path(os.environ.get("VIDCIL_PARAMS", PROJECT_DIR / "params.yaml"))
@@ -47,8 +47,8 @@ DEFAULT_ARGS = {
 def run_component(step: str, batch_id: str) -> dict:
     """Run one pipeline step in this worker; XCom gets the small scalars and where the output is."""
     os.chdir(PROJECT_DIR)  # params.yaml paths are relative to the project
-    from vidcil.data.contract import BatchRejected
-    from vidcil.pipeline import run_step
+    from vidcil.io.contract import BatchRejected
+    from vidcil.pipeline.runner import run_step
 
     try:
         out = run_step(Params.load(PARAMS_FILE), step, batch_id)
@@ -60,11 +60,11 @@ def run_component(step: str, batch_id: str) -> dict:
 
 def _status(batch_id: str) -> str:
     os.chdir(PROJECT_DIR)
-    from vidcil import registry
-    from vidcil.stream import batch_status
+    from vidcil.io import mlflow_registry
+    from vidcil.pipeline.state import batch_status
 
     params = Params.load(PARAMS_FILE)
-    registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     return batch_status(params, batch_id)
 
 
@@ -86,7 +86,7 @@ def _announced(context) -> list[str]:
 def vidcil_landing_watcher():
     @task(inlets=[INCOMING])
     def find_new_batches() -> list[str]:
-        from vidcil.landing import LandingZone
+        from vidcil.io.landing import LandingZone
 
         announced = set(_announced(get_current_context()))
         return [b for b in LandingZone(LANDING_URI).complete_batches() if b not in announced]
@@ -180,7 +180,7 @@ def vidcil_batch():
     @task
     def land(batch_id: str) -> str:
         """Bring the batch from the landing zone (a folder or S3) into the project's landing folder."""
-        from vidcil.landing import LandingZone
+        from vidcil.io.landing import LandingZone
 
         dest = PROJECT_DIR / PARAMS.paths.landing / batch_id
         if not (dest / "labels.csv").is_file():

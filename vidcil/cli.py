@@ -13,7 +13,7 @@ from vidcil.config import Params
 
 
 def _generate(params: Params, out: Path | None = None) -> list[str]:
-    from vidcil.data.moving_digits import default_stream, generate_stream
+    from vidcil.io.moving_digits import default_stream, generate_stream
 
     b = params.benchmark
     landing = out or params.paths.landing
@@ -29,7 +29,7 @@ def _generate(params: Params, out: Path | None = None) -> list[str]:
 
 def _generate_realistic(params: Params, args: argparse.Namespace) -> list[str]:
     """The realistic stream (phone/camera-like clips of every size, rate and container) into ``--out``."""
-    from vidcil.data.realistic import RealisticProfile, generate_realistic_stream
+    from vidcil.io.realistic import RealisticProfile, generate_realistic_stream
 
     landing = args.out or params.paths.landing
     given = {"class_batches": args.class_batches, "max_seconds": args.max_seconds}
@@ -50,9 +50,9 @@ def _validate(params: Params, batch_dir: Path, report: Path | None) -> int:
     """Check a batch folder against the contract and the GX suite; store nothing. Exit 3 if rejected."""
     from rich.console import Console
 
-    from vidcil.data.validation import validate_batch, write_report
-    from vidcil.steps import known_videos, validation_rules
-    from vidcil.stream import Store
+    from vidcil.io.validation import validate_batch, write_report
+    from vidcil.pipeline.steps import known_videos, validation_rules
+    from vidcil.io.store import Store
 
     known = known_videos(Store(params.paths.store), batch_dir.name)
     report = report or Path("reports/validate") / batch_dir.name
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     params = Params.load(args.params)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-    from vidcil import pipeline
+    from vidcil.pipeline import runner as pipeline
 
     if args.command == "benchmark":
         from vidcil.experiments.benchmark import run_benchmark

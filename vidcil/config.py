@@ -11,7 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vidcil.models.tsm import ARCHS, STAGES
+from vidcil.core.models.tsm import ARCHS, STAGES
 
 
 class _Section(BaseModel):

@@ -16,14 +16,14 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vidcil import plots
+from vidcil.io import plots
 from vidcil.config import Params
-from vidcil.data.moving_digits import BatchSpec, default_stream, generate_stream
+from vidcil.io.moving_digits import BatchSpec, default_stream, generate_stream
 from vidcil.experiments import report
 from vidcil.experiments.methods import ABLATIONS, METHODS
 from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
-from vidcil.inputs import frame_cache
-from vidcil.steps import validation_rules
+from vidcil.io.inputs import frame_cache
+from vidcil.pipeline.steps import validation_rules
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidcil import plots
+from vidcil.io import plots
 from vidcil.experiments.methods import ABLATIONS, METHODS
-from vidcil.metrics import continual
+from vidcil.core import metrics
 
 METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting_first", "mean_forgetting",
            "backward_transfer", "memory_bytes", "optimizer_steps", "wall_seconds")
@@ -64,8 +64,8 @@ def at_batch(runs: dict[str, dict[int, dict]], k: int) -> dict[str, dict[str, di
         for r in by_seed.values():
             A = _square(r["matrix"])[: k + 1, : k + 1]
             rows["accuracy_all_seen"].append(r["batches"][k]["accuracy_all_seen"])
-            rows["mean_forgetting"].append(continual.mean_forgetting(A))
-            rows["forgetting_first"].append(continual.forgetting_first(A))
+            rows["mean_forgetting"].append(metrics.mean_forgetting(A))
+            rows["forgetting_first"].append(metrics.forgetting_first(A))
         out[name] = {key: mean_std(v) for key, v in rows.items()}
     return out
 

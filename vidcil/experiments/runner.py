@@ -22,18 +22,18 @@ import pandas as pd
 import torch
 
 from vidcil.config import Params
-from vidcil.data.cache import FrameCache
-from vidcil.data.clips import ClipRef
-from vidcil.data.validation import Rules, validate_batch
-from vidcil.distill.losses import make_distiller
-from vidcil.inputs import clip_dataset, loader_options, train_options
+from vidcil.io.cache import FrameCache
+from vidcil.io.clips import ClipRef
+from vidcil.io.validation import Rules, validate_batch
+from vidcil.core.distill.losses import make_distiller
+from vidcil.io.inputs import clip_dataset, loader_options, train_options
 from vidcil.experiments.methods import CURVES, Method
-from vidcil.memory.exemplars import herding_priority, random_priority, rank_exemplars, true_class_confidence
-from vidcil.memory.keyframes import AdaptiveThreshold, FixedThreshold, UniformFrames
-from vidcil.memory.store import KeyframeMemory, build_memory, empty_memory
-from vidcil.metrics import continual
-from vidcil.models.tsm import VideoRecognizer
-from vidcil.training import embed, predict_proba, train
+from vidcil.core.memory.selection import herding_priority, random_priority, rank_exemplars, true_class_confidence
+from vidcil.core.memory.frames import AdaptiveThreshold, FixedThreshold, UniformFrames
+from vidcil.io.memory_store import KeyframeMemory, build_memory, empty_memory
+from vidcil.core import metrics
+from vidcil.core.models.tsm import VideoRecognizer
+from vidcil.core.training import embed, predict_proba, train
 
 
 @dataclass
@@ -112,10 +112,10 @@ class RunResult:
         acc = [b.accuracy_all_seen for b in self.batches]
         return {
             "final_accuracy": acc[-1],
-            "average_incremental_accuracy": continual.average_incremental_accuracy(acc),
-            "forgetting_first": continual.forgetting_first(A),
-            "mean_forgetting": continual.mean_forgetting(A),
-            "backward_transfer": continual.backward_transfer(A),
+            "average_incremental_accuracy": metrics.average_incremental_accuracy(acc),
+            "forgetting_first": metrics.forgetting_first(A),
+            "mean_forgetting": metrics.mean_forgetting(A),
+            "backward_transfer": metrics.backward_transfer(A),
             "memory_bytes": self.batches[-1].memory_bytes,
             "optimizer_steps": sum(b.steps for b in self.batches),
             "wall_seconds": sum(b.seconds for b in self.batches),

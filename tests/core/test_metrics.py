@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from vidcil.core.metrics import (
+    average_incremental_accuracy, backward_transfer, forgetting_first, mean_forgetting,
+)
+
+nan = np.nan
+# Hand-computed: rows = after batch i, columns = test videos of batch j.
+A = np.array([
+    [0.90, nan, nan],
+    [0.70, 0.80, nan],
+    [0.60, 0.50, 0.95],
+])
+
+
+def test_forgetting_of_the_first_batch():
+    assert forgetting_first(A) == pytest.approx(0.90 - 0.60)
+    assert forgetting_first(A[:2]) == pytest.approx(0.20)
+    assert forgetting_first(A[:1]) == 0.0
+
+
+def test_mean_forgetting_uses_the_best_earlier_accuracy():
+    # batch 0: max(0.90, 0.70) - 0.60 = 0.30; batch 1: 0.80 - 0.50 = 0.30
+    assert mean_forgetting(A) == pytest.approx(0.30)
+    assert mean_forgetting(A[:2]) == pytest.approx(0.20)
+    assert mean_forgetting(A[:1]) == 0.0
+    rising = np.array([[0.5, nan, nan], [0.8, 0.9, nan], [0.6, 0.9, 0.7]])
+    assert mean_forgetting(rising) == pytest.approx(((0.8 - 0.6) + 0.0) / 2)
+
+
+def test_backward_transfer_is_negative_forgetting_against_just_learnt():
+    assert backward_transfer(A) == pytest.approx(((0.60 - 0.90) + (0.50 - 0.80)) / 2)
+    assert backward_transfer(np.array([[0.5, nan], [0.7, 0.9]])) == pytest.approx(0.2)
+
+
+def test_average_incremental_accuracy():
+    assert average_incremental_accuracy([0.9, 0.75, 0.6]) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        average_incremental_accuracy([])

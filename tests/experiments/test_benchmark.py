@@ -1,0 +1,103 @@
+"""`vidcil benchmark --quick`: every method and memory on a tiny real-video stream, end to end."""
+
+import json
+import math
+
+import pytest
+
+from vidcil.config import Params
+from vidcil.experiments.benchmark import bundled_stream, quick_params, run_benchmark
+from vidcil.experiments.methods import ABLATIONS, METHODS
+from vidcil.experiments.report import at_batch, last_new_class_batch
+from vidcil.experiments.runner import load_stream
+from vidcil.io.inputs import frame_cache
+from vidcil.pipeline.steps import validation_rules
+
+pytestmark = pytest.mark.e2e
+
+
+def test_quick_benchmark_runs_every_method_on_a_user_stream_and_leaves_out_a_rejected_batch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = Params()
+    landing = bundled_stream(quick_params(params), True, tmp_path / "landing")
+    bad = landing / "b001_late"  # sorts between b001 and b002; lists a video that is not there
+    bad.mkdir()
+    (bad / "labels.csv").write_text("video,label,split\nmissing.mp4,slide_left,train\n")
+
+    result = run_benchmark(params, tmp_path / "out", landing=landing, quick=True)
+
+    assert result["stream"]["batches"] == ["b000", "b001", "b002"]
+    assert "b001_late" in result["stream"]["rejected"]
+    budget = quick_params(params).memory.budget_bytes
+    for method in METHODS + ABLATIONS:
+        run = result["runs"][method.name][0]
+        assert all(math.isfinite(v) for v in run["metrics"].values()), method.name
+        assert [len(r) for r in run["matrix"]] == [1, 2, 3]  # accuracy on every batch seen so far
+        memory = run["metrics"]["memory_bytes"]
+        if method.replay:
+            assert 0 < memory <= budget * method.budget_factor, method.name
+    runs = result["runs"]
+    assert runs["finetune"][0]["metrics"]["memory_bytes"] == 0
+    videos = sum(p.stat().st_size for p in landing.glob("b00[0-2]/train/*/*.mp4"))
+    assert runs["joint"][0]["metrics"]["memory_bytes"] == videos  # joint keeps every training video
+    # The same batch-0 model starts every method; joint retrains from scratch, so it takes more steps.
+    assert len({r[0]["batches"][0]["row"][0] for r in runs.values()}) == 1
+    assert runs["joint"][0]["metrics"]["optimizer_steps"] > runs["tsd"][0]["metrics"]["optimizer_steps"]
+    assert all(len(b["curve"]) == 1 for b in runs["tsd"][0]["batches"][1:])  # 1 epoch: one point each
+    assert {r["batch_id"] for r in result["compute"]} == {"b001", "b002"}
+    assert 0 <= result["single_frame"]["single_frame"]["mean"] <= 1
+
+    out = tmp_path / "out"
+    assert json.loads((out / "benchmark.json").read_text())["summary"].keys() == runs.keys()
+    table = (out / "benchmark.md").read_text()
+    for method in METHODS + ABLATIONS:
+        assert f"| {method.title} |" in table
+    assert "## Targets" in table and "## Compute" in table
+    assert "## After b001, the last batch with new classes" in table  # b002 is the shift batch
+    for plot in ("accuracy_vs_batch.png", "tsd_accuracy_matrix.png"):
+        assert (out / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "partial.json").exists()
+
+
+def test_a_folder_without_batches_is_refused_with_the_contract(tmp_path):
+    with pytest.raises(FileNotFoundError, match="labels.csv"):
+        load_stream(tmp_path, validation_rules(Params()), tmp_path / "reports", frame_cache(Params()))
+
+
+def _result(batch_classes):
+    return {"stream": {"batches": [f"b{k:03d}" for k in range(len(batch_classes))], "batch_classes": batch_classes}}
+
+
+def test_the_state_before_a_batch_without_new_classes_is_found():
+    assert last_new_class_batch(_result([["a", "b"], ["c"], ["a", "b", "c"]])) == 1
+    assert last_new_class_batch(_result([["a", "b"], ["c"], ["d"]])) is None  # the final figures say it all
+    assert last_new_class_batch(_result([["a", "b"], ["a", "b"]])) is None  # nothing new after batch 0
+    assert last_new_class_batch({"stream": {"batches": ["b000", "b001"]}}) is None  # an older benchmark.json
+
+
+def test_accuracy_and_forgetting_after_an_earlier_batch_come_from_the_matrix_up_to_it():
+    run = {"matrix": [[0.9], [0.6, 1.0], [0.8, 0.9, 0.95]],
+           "batches": [{"accuracy_all_seen": 0.9}, {"accuracy_all_seen": 0.75}, {"accuracy_all_seen": 0.88}]}
+    other = {"matrix": [[0.9], [0.8, 0.9], [0.9, 0.9, 0.9]],
+             "batches": [{"accuracy_all_seen": 0.9}, {"accuracy_all_seen": 0.85}, {"accuracy_all_seen": 0.9}]}
+    stats = at_batch({"m": {0: run, 1: other}}, 1)["m"]
+    assert stats["accuracy_all_seen"]["mean"] == pytest.approx(0.80)
+    assert stats["forgetting_first"]["mean"] == pytest.approx((0.3 + 0.1) / 2)  # after batch 1, not batch 2
+    assert stats["mean_forgetting"]["mean"] == pytest.approx(0.2)
+    assert stats["mean_forgetting"]["n"] == 2
+
+
+def test_a_budget_too_small_for_one_exemplar_names_the_method_batch_and_the_benchmark_setting(tmp_path, monkeypatch):
+    import vidcil.experiments.benchmark as bench
+
+    def tiny_budget(params):
+        quick = quick_params(params)
+        return quick.model_copy(update={"memory": quick.memory.model_copy(update={"budget_bytes": 500})})
+
+    monkeypatch.setattr(bench, "quick_params", tiny_budget)
+    landing = bundled_stream(quick_params(Params()), True, tmp_path / "landing")
+    with pytest.raises(ValueError, match=r"replay, seed 0, memory for b001: .*too little for one exemplar"
+                                         r".*experiments\.memory_budget_bytes, now 500"):
+        run_benchmark(Params(), tmp_path / "out", landing=landing, quick=True, ablation=False, single_frame=False)
+    finished = json.loads((tmp_path / "out" / "partial.json").read_text())
+    assert list(finished["finetune"]) == ["0"]  # the runs before the failure are kept

@@ -1,0 +1,210 @@
+"""Training a student: cross-entropy, plus ``lambda * L_distil`` from a frozen teacher.
+
+``loss = CE(student(x), y) + lam * distiller(student_features, teacher_features)``. The teacher is
+in eval mode with gradients off; only the student's parameters get gradients. Runs on CUDA when
+there is a GPU (bf16 autocast, channels_last) and on the CPU otherwise; a checkpoint after every
+epoch lets a killed run resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from vidcil.io.clips import ClipDataset, clip_loader
+from vidcil.core.distill.losses import TimeSpaceDistillation
+from vidcil.core.models.tsm import VideoRecognizer
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0  # optimizer steps, including those of epochs done before a resume
+    epochs: int = 0  # epochs done in all
+    resumed_from_epoch: int = 0  # epochs that came from a checkpoint (0: started fresh)
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype | None:
+    """bf16 on a GPU that has it (no loss scaling needed), fp16 on older GPUs, none on the CPU."""
+    if device.type != "cuda" or not mixed_precision:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _save(state: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill while saving leaves the previous checkpoint intact
+
+
+def load_training_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
+    """The checkpoint at ``path`` if it was written for ``fingerprint``, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a torn or foreign file: start over rather than trust it
+        return None
+    return state if state.get("fingerprint") == fingerprint else None
+
+
+def train(
+    student: VideoRecognizer,
+    data: ClipDataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    teacher: VideoRecognizer | None = None,
+    distiller: TimeSpaceDistillation | None = None,
+    lam: float = 1.0,
+    stages: tuple[str, ...] = (),
+    device: torch.device | None = None,
+    on_epoch=None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    mixed_precision: bool = True,
+    channels_last: bool = True,
+    compile: bool = False,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+) -> TrainResult:
+    """Train ``student`` in place on ``data``; distil from ``teacher`` when one is given.
+
+    ``on_epoch(epoch, row)`` is called after each epoch (progress display, metric logging);
+    ``row`` holds the epoch's mean loss terms, ``train_accuracy`` and ``steps`` so far.
+    ``checkpoint``: after every epoch the model, optimizer, scheduler, loss scaler and RNG states go
+    there; a later call with the same ``fingerprint`` (what was trained on, and how) resumes after
+    the last finished epoch — and returns at once when all were done. Mixed precision and
+    ``channels_last`` apply on CUDA only; the CPU path is plain float32.
+    """
+    device = device or default_device()
+    torch.manual_seed(seed)
+    loader = clip_loader(data, batch_size=batch_size, train=True, seed=seed, num_workers=num_workers,
+                         pin_memory=pin_memory and device.type == "cuda")
+    if len(loader) == 0:
+        raise ValueError("no clip to train on: the training set is empty")
+    student.to(device).train()
+    if teacher is not None:
+        if distiller is None:
+            raise ValueError("a teacher needs a distiller")
+        if distiller.uses_features and not stages:
+            raise ValueError(f"{type(distiller).__name__} distils features: name at least one stage")
+        freeze(teacher).to(device)
+    if channels_last and device.type == "cuda":
+        for model in (student, teacher):
+            if model is not None:
+                model.use_channels_last()
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    total = max(1, epochs * len(loader))
+    warmup = max(1, len(loader))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+    )
+    dtype = autocast_dtype(device, mixed_precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    forward = torch.compile(student.forward_features) if compile else student.forward_features
+    feature_stages = stages if teacher is not None else ()
+
+    result = TrainResult()
+    state = load_training_checkpoint(checkpoint, fingerprint)
+    if state is not None:
+        student.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        result.steps, result.epochs = int(state["steps"]), int(state["epoch"])
+        result.resumed_from_epoch, result.history = result.epochs, list(state["history"])
+    for epoch in range(result.epochs, epochs):
+        loader.sampler.set_epoch(epoch)
+        student.train()
+        sums: dict[str, float] = {}
+        correct = seen = 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits, s_feats = forward(x, feature_stages)
+                terms = {"ce": F.cross_entropy(logits, y)}
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_logits, t_feats = teacher.forward_features(x, stages)
+                    terms.update(distiller(s_feats, t_feats, logits, t_logits))
+                    terms["loss"] = terms["ce"] + lam * terms["distil"]
+                else:
+                    terms["loss"] = terms["ce"]
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(terms["loss"]).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            result.steps += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        row = {k: v / seen for k, v in sums.items()} | {"train_accuracy": correct / seen, "steps": result.steps}
+        result.history.append(row)
+        result.epochs += 1
+        if checkpoint is not None:
+            _save({"fingerprint": fingerprint, "epoch": result.epochs, "steps": result.steps,
+                   "history": result.history, "model": student.state_dict(), "optimizer": opt.state_dict(),
+                   "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                   "torch_rng": torch.get_rng_state(),
+                   "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}, checkpoint)
+        if on_epoch:
+            on_epoch(epoch, row)
+    student.eval()
+    return result
+
+
+@torch.no_grad()
+def predict_proba(
+    model: VideoRecognizer, data: ClipDataset, *, batch_size: int = 16, device: torch.device | None = None,
+    num_workers: int = 0,
+) -> np.ndarray:
+    """Softmax probabilities ``[N, K]`` for every clip of ``data`` (centre-of-segment frames)."""
+    device = device or default_device()
+    model.to(device).eval()
+    out = []
+    for x, _ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers,
+                            pin_memory=device.type == "cuda"):
+        out.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), dtype=np.float32)
+
+
+@torch.no_grad()
+def embed(
+    model: VideoRecognizer, data: ClipDataset, *, batch_size: int = 16, device: torch.device | None = None,
+    num_workers: int = 0,
+) -> np.ndarray:
+    """Each clip's feature before the classifier, ``[N, C]`` (pooled over T, H and W)."""
+    device = device or default_device()
+    model.to(device).eval()
+    out = []
+    last = list(model.stages)[-1]
+    for x, _ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers):
+        _, feats = model.forward_features(x.to(device), (last,))
+        out.append(feats[last].float().mean(dim=(1, 3, 4)).cpu())
+    return torch.cat(out).numpy()

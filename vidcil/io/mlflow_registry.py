@@ -1,0 +1,168 @@
+"""MLflow adapter: tracking location, model logging, registry look-ups and aliases.
+
+A model is logged as an MLflow ``pyfunc`` whose artifacts are a ``state_dict`` and the JSON
+architecture config; it is loaded back with ``torch.load(weights_only=True)``, never by
+unpickling a module. Which batch is done, which version is champion and why a version was held
+are all read from the registry (version tags and aliases): there is no second ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+from vidcil.core.models.tsm import VideoRecognizer
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+TAG = "vidcil."  # prefix of every tag this project writes
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def configure(tracking_uri: str | None, experiment: str, artifact_location: str | None = None) -> str:
+    """Point MLflow at ``$MLFLOW_TRACKING_URI``, else ``tracking_uri``, else ``sqlite:///mlflow.db``.
+
+    A new experiment keeps its artifacts at ``artifact_location`` (e.g. ``s3://bucket/prefix``; the
+    endpoint from ``MLFLOW_S3_ENDPOINT_URL``), else, with a local SQLite store, in ``mlartifacts/``
+    beside it (never ``./mlruns``); with a server and no location the server decides. Returns the
+    tracking URI in use.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        location = artifact_location
+        if location is None and uri.startswith("sqlite:///"):
+            location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+def model_config(model: VideoRecognizer, class_names: list[str], dropout: float, shift_div: int,
+                 input_size: int | None = None) -> dict:
+    """The architecture as JSON; ``input_size``: the square frame side the model was trained at."""
+    if len(class_names) != model.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {model.num_classes} outputs")
+    return {
+        "arch": model.arch, "num_segments": model.num_segments, "num_classes": model.num_classes,
+        "shift_div": shift_div, "dropout": dropout, "class_names": list(class_names),
+        "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "input_size": input_size,
+    }
+
+
+def build_model(config: dict) -> VideoRecognizer:
+    stats = {k: tuple(config[k]) for k in ("mean", "std") if config.get(k)}
+    return VideoRecognizer(
+        config["arch"], config["num_classes"], config["num_segments"], config["shift_div"], config["dropout"],
+        **stats,
+    )
+
+
+def save_checkpoint(model: VideoRecognizer, config: dict, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), folder / "state_dict.pt")
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+
+
+def load_checkpoint(folder: Path) -> tuple[VideoRecognizer, dict]:
+    """Rebuild a model from ``config.json`` + ``state_dict.pt`` (weights only, no pickle)."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    model = build_model(config)
+    model.load_state_dict(torch.load(Path(folder) / "state_dict.pt", map_location="cpu", weights_only=True))
+    return model.eval(), config
+
+
+class VideoClassifier(mlflow.pyfunc.PythonModel):
+    """Serving wrapper: clips ``float32 [N, T, 3, H, W]`` in [0, 1] -> probabilities ``[N, K]``."""
+
+    def load_context(self, context) -> None:
+        self.model, self.config = load_checkpoint(Path(context.artifacts["checkpoint"]))
+
+    def predict(self, context, model_input, params=None):
+        if isinstance(model_input, dict):  # named tensor input, as the signature declares
+            model_input = model_input["clips"]
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+            return torch.softmax(self.model(x), dim=1).numpy()
+
+
+def log_model(checkpoint: Path, example: np.ndarray) -> str:
+    """Log the checkpoint folder as a pyfunc model in the active run; returns its model URI."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *example.shape[1:]), "clips")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, config["num_classes"]), "probabilities")]),
+    )
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=VideoClassifier(),
+        artifacts={"checkpoint": str(checkpoint)},
+        signature=signature,
+        input_example=example.astype(np.float32),
+        code_paths=[str(PROJECT_ROOT / "vidcil")],
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                          f"numpy=={np.__version__}", "torchvision"],
+    )
+    return info.model_uri
+
+
+def client() -> MlflowClient:
+    return MlflowClient()
+
+
+def version_for_batch(name: str, batch_id: str) -> ModelVersion | None:
+    """The registered version trained on ``batch_id``, if that batch is done."""
+    try:
+        found = client().search_model_versions(f"name = '{name}' and tags.`{TAG}batch_id` = '{batch_id}'")
+    except MlflowException:
+        return None  # no such registered model yet
+    return max(found, key=lambda v: int(v.version)) if found else None
+
+
+def version_by_alias(name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def load_version(name: str, version: ModelVersion | str) -> tuple[VideoRecognizer, dict]:
+    """Download a registered version and rebuild it (``models:/<name>/<version>``)."""
+    number = version.version if isinstance(version, ModelVersion) else version
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{number}", dst_path=tmp))
+        checkpoint = next(p.parent for p in local.rglob("config.json"))
+        return load_checkpoint(checkpoint)
+
+
+def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
+    c = client()
+    try:
+        c.create_registered_model(
+            name, description="vidcil: a video classifier kept current batch by batch (class-incremental)."
+        )
+    except MlflowException:
+        pass  # exists already
+    version = mlflow.register_model(model_uri, name, tags={f"{TAG}{k}": str(v) for k, v in tags.items()})
+    return c.get_model_version(name, version.version)
+
+
+def set_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    c = client()
+    for k, v in tags.items():
+        c.set_model_version_tag(name, version, f"{TAG}{k}", str(v))
+
+
+def tag(version: ModelVersion, key: str, default: str | None = None) -> str | None:
+    return version.tags.get(f"{TAG}{key}", default)

@@ -1,0 +1,69 @@
+"""The data store: accepted batches, memory versions and the cumulative test index (DVC-tracked).
+
+- accepted batches: ``<store>/batches/<batch_id>/`` (manifest.csv + the accepted videos);
+- memory versions: ``<store>/memory/<batch_id>/`` (the memory batch ``batch_id`` trains on);
+- ``<store>/test_index.csv``: every accepted test video so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from vidcil.io.clips import ClipRef
+from vidcil.io.memory_store import KeyframeMemory, empty_memory
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.root / "batches"
+
+    @property
+    def memory_dir(self) -> Path:
+        return self.root / "memory"
+
+    @property
+    def test_index(self) -> Path:
+        return self.root / "test_index.csv"
+
+    def batch_dir(self, batch_id: str) -> Path:
+        return self.batches_dir / batch_id
+
+    def accepted(self, up_to: str | None = None) -> list[str]:
+        """Accepted batch ids in arrival order, up to and including ``up_to``."""
+        if not self.batches_dir.is_dir():
+            return []
+        ids = sorted(p.name for p in self.batches_dir.iterdir()
+                     if p.is_dir() and not p.name.startswith(".") and (p / "manifest.csv").is_file())
+        return [b for b in ids if up_to is None or b <= up_to]
+
+    def manifest(self, batch_id: str) -> pd.DataFrame:
+        return pd.read_csv(self.batch_dir(batch_id) / "manifest.csv", dtype={"label": str, "video": str, "sha256": str})
+
+    def rows(self, batch_ids: list[str], split: str) -> pd.DataFrame:
+        frames = [self.manifest(b).assign(batch_id=b) for b in batch_ids]
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["batch_id", "video", "label", "split"])
+        return df[df["split"] == split].reset_index(drop=True)
+
+    def refs(self, rows: pd.DataFrame, class_names: list[str]) -> list[ClipRef]:
+        index = {c: i for i, c in enumerate(class_names)}
+        return [ClipRef(self.batch_dir(r.batch_id) / r.video, index[r.label], r.batch_id, r.video,
+                        getattr(r, "sha256", None)) for r in rows.itertuples()]
+
+    def memory(self, batch_id: str | None, budget_bytes: int, threshold: float) -> KeyframeMemory:
+        """The memory version that batch ``batch_id`` trained on (empty if none)."""
+        folder = self.memory_dir / batch_id if batch_id else None
+        if folder is not None and (folder / "index.json").is_file():
+            return KeyframeMemory.load(folder)
+        return empty_memory(self.memory_dir / (batch_id or "none"), budget_bytes, threshold)
+
+    def memory_refs(self, memory: KeyframeMemory, class_names: list[str]) -> list[ClipRef]:
+        index = {c: i for i, c in enumerate(class_names)}
+        return [ClipRef(memory.shard_path(e), index[e.label], e.batch_id, e.video)
+                for _, e in memory.entries.iterrows()]

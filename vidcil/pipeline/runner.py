@@ -1,0 +1,119 @@
+"""One pipeline definition that every runner reads: the steps of a batch, in order.
+
+``STEPS`` is the order; Airflow, Kubeflow, DVC and the in-process runner below all run it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from vidcil.io import plots
+from vidcil.io import mlflow_registry
+from vidcil.pipeline import steps
+from vidcil.config import Params
+from vidcil.io.contract import BatchRejected
+from vidcil.pipeline.state import batch_run_record
+
+STEPS: dict[str, Callable[[Params, str], dict]] = {
+    "validate": steps.validate,
+    "select_exemplars": steps.select_exemplars,
+    "extract_keyframes": steps.extract_keyframes,
+    "distil": steps.distil,
+    "evaluate": steps.evaluate,
+    "register": steps.register,
+    "gates": steps.gates,
+}
+# After the gates, one of these (the branch): passed -> promote, failed -> hold.
+DECISIONS: dict[str, Callable[[Params, str], dict]] = {"promote": steps.promote, "hold": steps.hold}
+ALL_STEPS = STEPS | DECISIONS
+
+
+def decision_step(gates_output: dict) -> str:
+    """The branch after the gates: the name of the step that applies their result."""
+    return "promote" if gates_output["passed"] else "hold"
+
+
+console = Console(stderr=True)
+
+
+def run_step(params: Params, step: str, batch_id: str) -> dict:
+    if step not in ALL_STEPS:
+        raise KeyError(f"unknown step {step!r}; steps: {', '.join(ALL_STEPS)}")
+    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    return ALL_STEPS[step](params, batch_id)
+
+
+def run_batch(params: Params, batch_id: str) -> dict:
+    """Every step for one batch. A batch that is registered and decided already is skipped whole."""
+    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    done = mlflow_registry.version_for_batch(params.mlflow.model_name, batch_id)
+    if done is not None and mlflow_registry.tag(done, "decision"):
+        console.print(f"[dim]{batch_id}: done already (version {done.version}, "
+                      f"{mlflow_registry.tag(done, 'decision')}); nothing to do[/]")
+        return {"batch_id": batch_id, "version": done.version, "decision": mlflow_registry.tag(done, "decision"),
+                "skipped": True}
+    out = {}
+    for name, step in STEPS.items():
+        start = time.perf_counter()
+        out = step(params, batch_id)
+        console.print(f"{batch_id} {name:<18} {time.perf_counter() - start:6.1f} s")
+    return DECISIONS[decision_step(out)](params, batch_id)
+
+
+def run_stream(params: Params, batch_ids: list[str] | None = None) -> list[dict]:
+    """Every landed batch, in arrival order. A rejected batch is reported and skipped."""
+    batch_ids = batch_ids or sorted(p.name for p in Path(params.paths.landing).iterdir() if p.is_dir())
+    results = []
+    for batch_id in batch_ids:
+        try:
+            results.append(run_batch(params, batch_id))
+        except BatchRejected as e:
+            console.print(f"[red]{batch_id} rejected:[/] {e}")
+            results.append({"batch_id": batch_id, "decision": "rejected", "reason": str(e)})
+    return results
+
+
+def stream_report(params: Params, last_batch: str, out_dir: Path | None = None) -> dict | None:
+    """The service record after ``last_batch`` (from MLflow); written as JSON/CSV for DVC."""
+    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    record = batch_run_record(last_batch)
+    if record is None:
+        return None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        last = record["batches"][-1]
+        metrics = {k: last[k] for k in ("accuracy_all_seen", "forgetting_first", "mean_forgetting",
+                                       "backward_transfer", "memory_bytes")}
+        metrics["average_incremental_accuracy"] = record["average_incremental_accuracy"]
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (out_dir / "stream.json").write_text(json.dumps(record, indent=1))
+        keys = ["batch_id", "accuracy_all_seen", "forgetting_first", "mean_forgetting", "memory_bytes"]
+        lines = [",".join(keys)] + [",".join(str(b[k]) for k in keys) for b in record["batches"]]
+        (out_dir / "stream.csv").write_text("\n".join(lines) + "\n")
+        (out_dir / "plots").mkdir(exist_ok=True)
+        plots.save(plots.accuracy_matrix(record), out_dir / "plots" / "accuracy_matrix.png")
+        plots.save(plots.stream_curves(record), out_dir / "plots" / "accuracy_memory_vs_batch.png")
+    return record
+
+
+def print_table(record: dict, results: list[dict]) -> None:
+    table = Table(title="vidcil stream: the model in service after each batch")
+    for col in ("batch", "acc. all seen", "acc. batch", "forgetting (first)", "mean forgetting",
+                "memory bytes", "version", "decision"):
+        table.add_column(col, justify="right")
+    for b in record["batches"]:
+        decision = "promoted" if b["promoted"] else "held"
+        table.add_row(b["batch_id"], f"{b['accuracy_all_seen']:.3f}", f"{b['accuracy_new']:.3f}",
+                      f"{b['forgetting_first']:+.3f}", f"{b['mean_forgetting']:+.3f}", f"{b['memory_bytes']:,}",
+                      f"v{b['version']}", decision)
+    for r in results:
+        if r.get("decision") == "rejected":
+            table.add_row(r["batch_id"], "-", "-", "-", "-", "-", "-", "rejected")
+    Console(width=120).print(table)
+    Console().print(f"average incremental accuracy: {record['average_incremental_accuracy']:.3f}")

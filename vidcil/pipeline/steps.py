@@ -1,0 +1,495 @@
+"""The per-batch steps. Each takes the validated params and a batch id, reads what earlier steps
+wrote (``runs/<batch_id>/<step>.json``, the data store, the MLflow registry) and writes its own
+small JSON output. ``vidcil.pipeline.runner.STEPS`` gives their order; components/ wraps each one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+
+from vidcil.io import plots
+from vidcil.io import mlflow_registry
+from vidcil.io import data_versions
+from vidcil.config import Params
+from vidcil.io.contract import MANIFEST_COLUMNS, BatchRejected, content_hash
+from vidcil.io.validation import BATCH_ID, MANIFEST_FACTS, Rules, Verdict, validate_batch, write_report
+from vidcil.core.distill.losses import make_distiller
+from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_options
+from vidcil.core.memory.selection import rank_exemplars, true_class_confidence
+from vidcil.io.memory_store import build_memory
+from vidcil.core import metrics
+from vidcil.core.models.tsm import VideoRecognizer
+from vidcil.core.gates import evaluate_gates
+from vidcil.io.store import Store
+from vidcil.pipeline.state import (
+    champion, latest_record, pending_batches, read_output, run_dir, write_output,
+)
+from vidcil.io.progress import EpochProgress
+from vidcil.core.training import load_training_checkpoint, predict_proba, train
+
+
+def _store(params: Params) -> Store:
+    return Store(params.paths.store)
+
+
+# -- 1. validate -----------------------------------------------------------------------------
+
+def validation_rules(params: Params) -> Rules:
+    rules = params.validation.model_dump()  # the same fields; min_frames defaults to what the model samples
+    return Rules(**rules | {"min_frames": rules["min_frames"] or params.model.num_segments})
+
+
+def known_videos(store: Store, batch_id: str) -> dict[str, str]:
+    """sha256 → ``<batch>/<video>`` of every video accepted in another batch (duplicate check)."""
+    known = {}
+    for b in store.accepted():
+        if b != batch_id:
+            m = store.manifest(b)
+            known.update((sha, f"{b}/{video}") for sha, video in zip(m["sha256"], m["video"]))
+    return known
+
+
+def _batch_id_problem(batch_id: str, accepted: list[str]) -> str | None:
+    if not BATCH_ID.match(batch_id):
+        return (f"batch id {batch_id!r} is not a valid id; use 1-64 ASCII letters, digits, '_', '.', '-' "
+                "that sort in arrival order (e.g. b007 or 2026-11-22T10.00)")
+    if accepted and batch_id not in accepted and batch_id < accepted[-1]:
+        return (f"batch id {batch_id!r} sorts before {accepted[-1]!r}, which is accepted already; batch ids "
+                "must sort in arrival order — land the batch again under a later id")
+    return None
+
+
+def _log_validation(batch_id: str, summary: dict, report: Path, data_hash: str | None) -> None:
+    """One MLflow run per validation (reused when the same content is validated again)."""
+    tags = {f"{mlflow_registry.TAG}batch_id": batch_id, f"{mlflow_registry.TAG}step": "validate",
+            f"{mlflow_registry.TAG}verdict": summary["verdict"], f"{mlflow_registry.TAG}data_hash": data_hash or ""}
+    if data_hash and not mlflow.search_runs(filter_string=" and ".join(
+            f"tags.`{k}` = '{v}'" for k, v in tags.items()), max_results=1).empty:
+        return
+    with mlflow.start_run(run_name=f"{batch_id} validate", tags=tags):
+        mlflow.log_metrics({"rows": summary["rows"], "accepted_rows": summary["accepted_rows"],
+                            "quarantined": len(summary["quarantined"])})
+        for name in ("summary.json", "manifest.csv", "quarantine.csv"):
+            mlflow.log_artifact(str(report / name), "validation")
+        docs = report / "gx" / "uncommitted" / "data_docs" / "local_site"
+        if docs.is_dir():
+            mlflow.log_artifacts(str(docs), "validation/data_docs")
+
+
+def _store_batch(store: Store, batch_id: str, source: Path, rows: pd.DataFrame) -> None:
+    """Copy the accepted videos and their manifest into the store (all or nothing)."""
+    target = store.batch_dir(batch_id)
+    staging = target.with_name(f".{batch_id}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for video in rows["video"]:
+        (staging / video).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / video, staging / video)
+    rows.to_csv(staging / "manifest.csv", index=False)
+    os.replace(staging, target)
+
+
+def _write_test_index(store: Store) -> Path:
+    """The cumulative test index: every accepted test video so far (what evaluation runs on)."""
+    rows = store.rows(store.accepted(), "test")[["batch_id", "video", "label", "sha256"]]
+    tmp = store.test_index.with_name(f".{store.test_index.name}.partial")
+    rows.to_csv(tmp, index=False)
+    os.replace(tmp, store.test_index)
+    return store.test_index
+
+
+def validate(params: Params, batch_id: str) -> dict:
+    """Probe the landed batch and run the GX suite; accept it into the versioned store or reject it.
+
+    Bad rows are quarantined (reasons in ``runs/<batch>/validation/quarantine.csv``); a bad batch is
+    rejected (:class:`BatchRejected`), kept under ``paths.rejected`` for people, and never enters the
+    store or a data version. The report (summary.json + GX Data Docs) is kept with the run and logged
+    to MLflow either way.
+    """
+    store = _store(params)
+    source = params.paths.landing / batch_id
+    report = run_dir(params, batch_id) / "validation"
+    accepted_ids = store.accepted()
+    known = known_videos(store, batch_id)
+    problem = _batch_id_problem(batch_id, accepted_ids)
+    if problem:
+        verdict = Verdict(batch_id, [problem], pd.DataFrame(columns=MANIFEST_FACTS + ["reason"]))
+    else:
+        verdict = validate_batch(source, validation_rules(params), report, known=known, cache=frame_cache(params))
+    rows = verdict.accepted_rows if verdict.accepted else pd.DataFrame(columns=MANIFEST_FACTS + ["reason"])
+    rows = rows[MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_FACTS + ["reason"]]].astype(
+        {"bytes": int, "frames": int, "width": int, "height": int, "variable_frame_rate": bool})
+    data_hash = content_hash(rows) if verdict.accepted else None
+    if verdict.accepted and batch_id in accepted_ids and content_hash(store.manifest(batch_id)) != data_hash:
+        verdict.reasons.append(f"batch id {batch_id} was accepted already with other content; give new data a "
+                               "new batch id (the stored batch is unchanged)")
+        data_hash = None
+    summary = write_report(verdict, report)
+    if not verdict.accepted:
+        if source.is_dir():  # kept for people to inspect; outside the store, never versioned
+            kept = params.paths.rejected / batch_id / time.strftime("%Y%m%dT%H%M%S")
+            shutil.copytree(source, kept, symlinks=True, dirs_exist_ok=True)
+            summary["kept_at"] = str(kept)
+        _log_validation(batch_id, summary, report, None)
+        write_output(params, batch_id, "validate", {"batch_id": batch_id, "verdict": "rejected",
+                                                    "reason": " | ".join(verdict.reasons), "report": str(report)})
+        raise BatchRejected(" | ".join(verdict.reasons))
+    if batch_id not in accepted_ids:
+        _store_batch(store, batch_id, source, rows)
+    test_index = _write_test_index(store)
+    versions = {}
+    if params.versioning.dvc:
+        versions = data_versions.track([store.batch_dir(batch_id), test_index],
+                                    push=params.versioning.push, remote=params.versioning.remote)
+    _log_validation(batch_id, summary, report, data_hash)
+    known_classes = set()
+    for b in store.accepted():
+        if b < batch_id:
+            known_classes |= set(store.manifest(b)["label"])
+    return write_output(params, batch_id, "validate", {
+        "batch_id": batch_id, "verdict": "accepted", "data_hash": data_hash,
+        "data_version": versions.get(str(store.batch_dir(batch_id).resolve()), data_versions.UNTRACKED),
+        "test_index_version": versions.get(str(test_index.resolve()), data_versions.UNTRACKED),
+        "accepted": len(rows), "quarantined": summary["quarantined"], "report": str(report),
+        "data_docs": summary["data_docs"],
+        "classes": sorted(set(rows["label"])), "new_classes": sorted(set(rows["label"]) - known_classes),
+    })
+
+
+# -- 2. select exemplars ---------------------------------------------------------------------
+
+def select_exemplars(params: Params, batch_id: str) -> dict:
+    """Score the champion's not-yet-remembered training videos by confidence; rank per class."""
+    store, champ = _store(params), champion(params)
+    out = run_dir(params, batch_id)
+    result = {"batch_id": batch_id, "teacher_version": None, "batches": [], "candidates": 0}
+    ranked = pd.DataFrame(columns=["batch_id", "video", "label", "sha256", "confidence", "rank"])
+    if champ is not None:
+        memory = store.memory(champ.batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+        batches = [b for b in store.accepted(champ.batch_id) if b not in memory.batches]
+        rows = store.rows(batches, "train")
+        rows = rows[rows["label"].isin(champ.class_names)].reset_index(drop=True)
+        if not rows.empty:
+            teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
+            data = clip_dataset(params, store.refs(rows, champ.class_names), train=False)
+            probs = predict_proba(teacher, data, **loader_options(params))
+            rows["confidence"] = true_class_confidence(probs, data.labels)
+            ranked = rank_exemplars(rows[["batch_id", "video", "label", "sha256", "confidence"]],
+                                    params.memory.candidates_per_class)
+        result.update(teacher_version=champ.version, batches=batches, candidates=len(ranked))
+    ranked.to_csv(out / "exemplars.csv", index=False)
+    return write_output(params, batch_id, "select_exemplars", result)
+
+
+# -- 3. extract keyframes --------------------------------------------------------------------
+
+def extract_keyframes(params: Params, batch_id: str) -> dict:
+    """Write the memory version batch ``batch_id`` trains on: old memory rebalanced + new keyframes."""
+    store, champ = _store(params), champion(params)
+    target = store.memory_dir / batch_id
+    if (target / "index.json").is_file():
+        memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+    else:
+        selection = read_output(params, batch_id, "select_exemplars")
+        ranked = pd.read_csv(run_dir(params, batch_id) / "exemplars.csv",
+                             dtype={"label": str, "video": str, "sha256": str})
+        previous = store.memory(champ.batch_id if champ else None,
+                                params.memory.budget_bytes, params.memory.keyframe_threshold)
+        cache, sha = frame_cache(params), dict(zip(zip(ranked["batch_id"], ranked["video"]), ranked["sha256"]))
+        memory = build_memory(
+            previous, ranked, lambda b, v: cache.frames(store.batch_dir(b) / v, sha[b, v]), target,
+            budget_bytes=params.memory.budget_bytes, threshold=params.memory.keyframe_threshold,
+            batches=tuple(sorted(set(previous.batches) | set(selection["batches"]))),
+        )
+    version = data_versions.UNTRACKED
+    if params.versioning.dvc:
+        version = data_versions.track([memory.root], push=params.versioning.push,
+                                   remote=params.versioning.remote)[str(Path(memory.root).resolve())]
+    e = memory.entries
+    return write_output(params, batch_id, "extract_keyframes", {
+        "batch_id": batch_id, "memory_version": version, "memory_path": str(memory.root),
+        "memory_hash": memory.content_hash,
+        "memory_bytes": memory.bytes_on_disk, "budget_bytes": memory.budget_bytes,
+        "exemplars": len(e), "keyframes": int(sum(len(k) for k in e["keyframes"])),
+        "per_class": e.groupby("label").size().to_dict(), "batches": list(memory.batches),
+    })
+
+
+# -- 4. distil -------------------------------------------------------------------------------
+
+def class_names_for(store: Store, champ, pending: list[str]) -> list[str]:
+    """The champion's classes, then new classes in arrival order (sorted within a batch)."""
+    names = list(champ.class_names) if champ else []
+    for b in pending:
+        names += [c for c in sorted(set(store.manifest(b)["label"])) if c not in names]
+    return names
+
+
+def distil(params: Params, batch_id: str) -> dict:
+    """Train the student on the pending batches + memory, distilling from the champion.
+
+    A checkpoint after every epoch (``runs/<batch>/distil_checkpoint.pt``): a rerun or an Airflow
+    retry of a killed distil resumes after its last finished epoch, provided it would train on the
+    same data from the same teacher with the same settings (else it starts over).
+    """
+    torch.set_num_threads(params.train.threads)
+    store, champ = _store(params), champion(params)
+    pending = pending_batches(store, batch_id, champ)
+    class_names = class_names_for(store, champ, pending)
+    memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+    refs = store.refs(store.rows(pending, "train"), class_names) + store.memory_refs(memory, class_names)
+    data = clip_dataset(params, refs, train=True)
+
+    teacher = distiller = None
+    if champ is not None:
+        teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
+        student = copy.deepcopy(teacher)  # the teacher's architecture and weights, widened
+        student.widen(len(class_names))
+        distiller = make_distiller(**params.distil.model_dump(exclude={"lam", "stages"}))
+        epochs = params.train.epochs
+    else:
+        m, d = params.model, params.data
+        student = VideoRecognizer(m.arch, len(class_names), m.num_segments, m.shift_div, m.dropout, m.init_weights,
+                                  mean=d.mean, std=d.std)
+        epochs = params.train.epochs_first
+
+    checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"
+    fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
+    start = time.perf_counter()
+    label = f"{batch_id} {'distil' if teacher else 'train'}"
+    resumed = int((load_training_checkpoint(checkpoint, fingerprint) or {}).get("epoch", 0))
+    with EpochProgress(label, epochs, len(data), start_epoch=resumed) as progress:
+        result = train(
+            student, data, epochs=epochs, batch_size=params.train.batch_size, lr=params.train.lr,
+            weight_decay=params.train.weight_decay, seed=params.train.seed, teacher=teacher,
+            distiller=distiller, lam=params.distil.lam, stages=tuple(params.distil.stages),
+            on_epoch=progress.epoch_done, checkpoint=checkpoint, fingerprint=fingerprint, **train_options(params),
+        )
+    wall = time.perf_counter() - start
+    config = mlflow_registry.model_config(student, class_names, params.model.dropout, params.model.shift_div,
+                                   params.data.input_size)
+    mlflow_registry.save_checkpoint(student.cpu(), config, run_dir(params, batch_id) / "model")
+    return write_output(params, batch_id, "distil", {
+        "batch_id": batch_id, "teacher_version": champ.version if champ else None,
+        "pending_batches": pending, "class_names": class_names, "train_clips": len(data),
+        "memory_clips": len(memory.entries), "epochs": result.epochs, "optimizer_steps": result.steps,
+        "resumed_from_epoch": result.resumed_from_epoch, "train_seconds": round(wall, 1),
+        "history": result.history, "model_parameters": sum(p.numel() for p in student.parameters()),
+    })
+
+
+def _training_fingerprint(params: Params, champ, class_names: list[str], refs, epochs: int) -> str:
+    """What a checkpoint must match to be resumed: the teacher, the data (by content) and the recipe."""
+    recipe = {k: params.model_dump(mode="json")[k] for k in ("model", "train", "distil", "data")}
+    for knob in ("num_workers", "cache_max_bytes", "pin_memory"):  # they do not change what is learnt
+        del recipe["data"][knob]
+    return hashlib.sha256(json.dumps({
+        "teacher": champ.version if champ else None, "classes": class_names, "epochs": epochs, "recipe": recipe,
+        "data": [(r.batch_id, r.video, r.sha256 or str(r.path), r.label) for r in refs],
+    }, sort_keys=True).encode()).hexdigest()
+
+
+# -- 5. evaluate -----------------------------------------------------------------------------
+
+def _accuracy_row(model, store: Store, columns: list[str], class_names: list[str], params: Params):
+    """Accuracy on each accepted batch's test videos, and on all of them ([columns], overall)."""
+    rows = store.rows(columns, "test")
+    rows = rows.assign(known=rows["label"].isin(class_names))
+    names = class_names + sorted(set(rows["label"]) - set(class_names))  # unknown: never predicted
+    data = clip_dataset(params, store.refs(rows, names), train=False)
+    pred = predict_proba(model, data, **loader_options(params)).argmax(1)
+    correct = pred == data.labels
+    per_batch = [float(correct[(rows["batch_id"] == b).to_numpy()].mean()) for b in columns]
+    return per_batch, float(correct.mean())
+
+
+def evaluate(params: Params, batch_id: str) -> dict:
+    """Challenger and champion on the test videos of every accepted batch so far."""
+    torch.set_num_threads(params.train.threads)
+    store, champ = _store(params), champion(params)
+    columns = store.accepted(batch_id)
+    challenger, config = mlflow_registry.load_checkpoint(run_dir(params, batch_id) / "model")
+    row, acc_all = _accuracy_row(challenger, store, columns, config["class_names"], params)
+    result = {"batch_id": batch_id, "columns": columns, "challenger_row": row, "challenger_accuracy": acc_all}
+    if champ is not None:
+        model, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
+        c_row, c_all = _accuracy_row(model, store, columns, champ.class_names, params)
+        result.update(champion_version=champ.version, champion_row=c_row, champion_accuracy=c_all,
+                      old_columns=store.accepted(champ.batch_id))
+    # The service history: the accuracy matrix as it stood after the previous decided batch.
+    record = latest_record(columns, batch_id)
+    history = record["matrix"] if record else []
+    matrix = _square(history + [row], len(columns))
+    memory = read_output(params, batch_id, "extract_keyframes")
+    result.update(
+        history=history,
+        accuracy_all_seen=acc_all,
+        accuracy_new=row[-1],
+        forgetting_first=metrics.forgetting_first(matrix),
+        mean_forgetting=metrics.mean_forgetting(matrix),
+        backward_transfer=metrics.backward_transfer(matrix),
+        memory_bytes=memory["memory_bytes"],
+    )
+    return write_output(params, batch_id, "evaluate", result)
+
+
+def _square(rows: list[list[float]], width: int) -> np.ndarray:
+    A = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        A[i, : len(r)] = r
+    return A
+
+
+# -- 6. register -----------------------------------------------------------------------------
+
+def _code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=mlflow_registry.PROJECT_ROOT).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=mlflow_registry.PROJECT_ROOT).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def register(params: Params, batch_id: str) -> dict:
+    """Log the run (params, metrics, plots, model) and register a version with lineage tags."""
+    name = params.mlflow.model_name
+    existing = mlflow_registry.version_for_batch(name, batch_id)
+    if existing is not None:  # re-run: the batch is registered already, change nothing
+        return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": existing.version,
+                                                           "run_id": existing.run_id, "reused": True})
+    valid, memory = read_output(params, batch_id, "validate"), read_output(params, batch_id, "extract_keyframes")
+    trained, ev = read_output(params, batch_id, "distil"), read_output(params, batch_id, "evaluate")
+    checkpoint = run_dir(params, batch_id) / "model"
+    example = _input_example(params, batch_id)
+    with mlflow.start_run(run_name=batch_id, tags={f"{mlflow_registry.TAG}batch_id": batch_id}) as run:
+        mlflow.log_params({f"{section}.{k}": v for section, values in params.model_dump(mode="json").items()
+                           if section not in ("paths", "mlflow", "benchmark") for k, v in values.items()})
+        for epoch, row in enumerate(trained["history"]):
+            mlflow.log_metrics({f"train_{k}": v for k, v in row.items()}, step=epoch)
+        mlflow.log_metrics({k: ev[k] for k in ("accuracy_all_seen", "accuracy_new", "forgetting_first",
+                                                "mean_forgetting", "backward_transfer", "memory_bytes")}
+                           | {"optimizer_steps": trained["optimizer_steps"], "train_seconds": trained["train_seconds"]})
+        for step in ("validate", "select_exemplars", "extract_keyframes", "distil", "evaluate"):
+            mlflow.log_artifact(str(run_dir(params, batch_id) / f"{step}.json"), "steps")
+        model_uri = mlflow_registry.log_model(checkpoint, example)
+        tags = {
+            "batch_id": batch_id, "data_hash": valid["data_hash"], "data_version": valid["data_version"],
+            "test_index_version": valid["test_index_version"], "memory_version": memory["memory_version"],
+            "memory_path": memory["memory_path"], "memory_hash": memory["memory_hash"],
+            "memory_bytes": memory["memory_bytes"],
+            "code_version": _code_version(), "teacher_version": trained["teacher_version"] or "none",
+            "pending_batches": ",".join(trained["pending_batches"]),
+            "class_names": json.dumps(trained["class_names"]),
+            "accuracy_all_seen": f"{ev['accuracy_all_seen']:.4f}", "mean_forgetting": f"{ev['mean_forgetting']:.4f}",
+        }
+        version = mlflow_registry.register(model_uri, name, tags)
+        mlflow_registry.client().set_registered_model_alias(name, mlflow_registry.CHALLENGER, version.version)
+    return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": version.version,
+                                                       "run_id": run.info.run_id, "reused": False})
+
+
+def _input_example(params: Params, batch_id: str) -> np.ndarray:
+    """One test clip as the model is served it: float32 ``[1, T, 3, S, S]`` in [0, 1]."""
+    store = _store(params)
+    rows = store.rows([batch_id], "test").iloc[:1]
+    x, _ = clip_dataset(params, store.refs(rows, sorted(set(rows["label"]))), train=False)[0]
+    return x[None].numpy()
+
+
+# -- 7. gates, then promote or hold ---------------------------------------------------------
+
+def gates(params: Params, batch_id: str) -> dict:
+    """Evaluate the promotion gates on the registered challenger; record the result on the version."""
+    name = params.mlflow.model_name
+    reg = read_output(params, batch_id, "register")
+    version = mlflow_registry.client().get_model_version(name, reg["version"])
+    if mlflow_registry.tag(version, "decision"):  # re-run: decided already, report what was decided
+        reasons = json.loads(mlflow_registry.tag(version, "gate_reasons", "[]"))
+        return write_output(params, batch_id, "gates", {
+            "batch_id": batch_id, "version": version.version, "passed": mlflow_registry.tag(version, "decision") == "promoted",
+            "reasons": reasons, "checks": json.loads(mlflow_registry.tag(version, "gates", "{}")), "reused": True})
+    decision = evaluate_gates(read_output(params, batch_id, "evaluate"), params.gates, params.memory.budget_bytes)
+    mlflow_registry.set_tags(name, version.version, {"gate_reasons": json.dumps(decision.reasons),
+                                              "gates": json.dumps(decision.checks)})
+    return write_output(params, batch_id, "gates", {
+        "batch_id": batch_id, "version": version.version, "passed": decision.passed,
+        "reasons": decision.reasons, "checks": decision.checks, "reused": False})
+
+
+def promote(params: Params, batch_id: str) -> dict:
+    """The gates passed: move ``champion`` to the challenger and record the move."""
+    return _decide(params, batch_id, promoted=True)
+
+
+def hold(params: Params, batch_id: str) -> dict:
+    """A gate failed: ``champion`` stays; the reasons stay on the version; the batch stays pending."""
+    return _decide(params, batch_id, promoted=False)
+
+
+def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
+    name = params.mlflow.model_name
+    reg, gate = read_output(params, batch_id, "register"), read_output(params, batch_id, "gates")
+    if gate["passed"] != promoted:
+        raise ValueError(f"batch {batch_id}: gates {'passed' if gate['passed'] else 'failed'}, "
+                         f"so it must be {'promoted' if gate['passed'] else 'held'}, not the other")
+    version = mlflow_registry.client().get_model_version(name, reg["version"])
+    decided = mlflow_registry.tag(version, "decision")
+    if decided:  # re-run: already decided, change nothing
+        return write_output(params, batch_id, "promote" if promoted else "hold", {
+            "batch_id": batch_id, "version": version.version, "decision": decided,
+            "reasons": gate["reasons"], "reused": True})
+    ev = read_output(params, batch_id, "evaluate")
+    previous = champion(params)
+    if promoted:
+        mlflow_registry.client().set_registered_model_alias(name, mlflow_registry.CHAMPION, version.version)
+        row, acc_all, service_version = ev["challenger_row"], ev["challenger_accuracy"], version.version
+    else:  # the champion stays in service; its row is what users get after this batch
+        row, acc_all = ev.get("champion_row", [0.0] * len(ev["columns"])), ev.get("champion_accuracy", 0.0)
+        service_version = previous.version if previous else None
+    record = _stream_record(ev, row, acc_all, batch_id, version.version, service_version, promoted)
+    decision = "promoted" if promoted else "held"
+    mlflow_registry.set_tags(name, version.version, {
+        "decision": decision, "previous_champion": previous.version if previous else "none"})
+    with mlflow.start_run(run_id=reg["run_id"]):
+        mlflow.log_dict(record, "stream.json")
+        mlflow.log_metrics({f"gate_{k}": float(v["passed"]) for k, v in gate["checks"].items()})
+        for fig, plot in ((plots.accuracy_matrix(record), "accuracy_matrix"),
+                          (plots.stream_curves(record), "accuracy_memory_vs_batch")):
+            mlflow.log_figure(fig, f"plots/{plot}.png")
+            plots.close(fig)
+        mlflow.set_tag(f"{mlflow_registry.TAG}decision", decision)
+    # Decided: the training checkpoint (kept so that a rerun before now did not retrain) has done its job.
+    (run_dir(params, batch_id) / "distil_checkpoint.pt").unlink(missing_ok=True)
+    return write_output(params, batch_id, "promote" if promoted else "hold", {
+        "batch_id": batch_id, "version": version.version, "decision": decision,
+        "reasons": gate["reasons"], "champion_version": service_version, "reused": False})
+
+
+def _stream_record(ev, row, acc_all, batch_id, version, service_version, promoted) -> dict:
+    """The service record after this batch: accuracy matrix and per-batch summary rows."""
+    before = latest_record(ev["columns"], batch_id)
+    matrix = ev["history"] + [row]
+    A = _square(matrix, len(ev["columns"]))
+    summary = (before["batches"] if before else []) + [{
+        "batch_id": batch_id, "version": version, "promoted": promoted, "champion_version": service_version,
+        "accuracy_all_seen": acc_all, "accuracy_new": row[-1],
+        "forgetting_first": metrics.forgetting_first(A), "mean_forgetting": metrics.mean_forgetting(A),
+        "backward_transfer": metrics.backward_transfer(A), "memory_bytes": ev["memory_bytes"],
+    }]
+    aia = metrics.average_incremental_accuracy([s["accuracy_all_seen"] for s in summary])
+    return {"columns": ev["columns"], "matrix": matrix, "batches": summary,
+            "average_incremental_accuracy": aia}
