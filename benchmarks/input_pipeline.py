@@ -54,7 +54,8 @@ import yaml
 
 from vidcil.config import Params
 from vidcil.io.cache import FrameCache
-from vidcil.io.clips import ClipRef, clip_loader
+from vidcil.core.loader import clip_loader
+from vidcil.io.clips import ClipRef
 from vidcil.io.contract import sha256_file
 from vidcil.io.inputs import clip_dataset
 from vidcil.core.models.tsm import VideoRecognizer

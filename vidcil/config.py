@@ -6,16 +6,62 @@ The library functions take plain arguments; only steps and entrypoints read a :c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, ValidationInfo,
+    field_validator, model_validator,
+)
 
-from vidcil.core.models.tsm import ARCHS, STAGES
+from vidcil.core.distill import DISTILLERS
+from vidcil.core.memory.frames import FRAME_POLICIES
+from vidcil.core.memory.selection import SELECTIONS
+from vidcil.core.models import ARCHS
+from vidcil.core.models.heads import HEADS
+from vidcil.core.registry import PluginConfig, Registry
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class PluginChoice(BaseModel):
+    """A plugin picked by kind whose options are not type-checked yet (``Params.load(plugins=False)``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+
+    def options(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if k != "kind"}
+
+
+def _plugin(registry: Registry, default: dict | None, nullable: bool = False):
+    """A params field that picks a plugin of ``registry`` by ``kind`` (a discriminated union whose
+    members are the registry's modules). The kind is checked against the known ones without importing
+    them; ``Params.load`` types the options by the plugin's own config unless ``plugins=False``
+    (what only parses: DAG files, ``vidcil validate``). Consumers build through the registry
+    (``DISTILLERS.build(params.distil)``), which types either form."""
+
+    def resolve(value: Any, info: ValidationInfo):
+        if value is None and nullable:
+            return None
+        if isinstance(value, (PluginConfig, PluginChoice)):
+            value = value.model_dump()
+        if not isinstance(value, dict) or "kind" not in value:
+            raise ValueError(f"pick a {registry.family} with 'kind'; known: {', '.join(registry.kinds())}")
+        registry.check_kind(value["kind"])
+        if not (info.context or {}).get("plugins"):  # only Params.load types them (defaults stay light)
+            return PluginChoice.model_validate(value)
+        try:
+            return registry.config(value)
+        except ValidationError as e:  # one line per problem, named by option
+            raise ValueError(f"{registry.family} {value['kind']!r}: " + "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'options'}: {err['msg']}" for err in e.errors())) from None
+
+    kind = Annotated[Any, BeforeValidator(resolve),
+                     PlainSerializer(lambda v: None if v is None else v.model_dump(mode="json"))]
+    return kind, Field(default=default, validate_default=True)
 
 
 class BenchmarkParams(_Section):
@@ -95,12 +141,16 @@ class DataParams(_Section):
         return self
 
 
+HeadKind, _head_default = _plugin(HEADS, {"kind": "average"})
+
+
 class ModelParams(_Section):
     arch: str = "resnet18"
     num_segments: int = Field(8, ge=1)
     shift_div: int = Field(8, ge=2)
     dropout: float = Field(0.3, ge=0, lt=1)
     init_weights: Path | None = None  # a local state_dict file; nothing is downloaded
+    head: HeadKind = _head_default  # vidcil.core.models.heads: average
 
     @field_validator("arch")
     @classmethod
@@ -124,29 +174,21 @@ class TrainParams(_Section):
     compile: bool = False  # torch.compile the student (slow first epoch, faster later ones)
 
 
-class DistilParams(_Section):
-    method: Literal["tsd", "pod", "lwf"] = "tsd"  # ours | PODNet-style over C*T | LwF logits
-    alpha: float = Field(0.5, ge=0, le=1)  # weight of the temporal term
-    lam: float = Field(1.0, ge=0)  # weight of the distillation loss against CE
-    pooling: Literal["mean", "max"] = "mean"
-    normalize: bool = True
-    stages: list[str] = ["layer4"]
-    align: bool = False  # tsd: align frames along the object's trajectory before pooling over T
-    temperature: float = Field(2.0, gt=0)  # lwf
-
-    @field_validator("stages")
-    @classmethod
-    def _stages(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in STAGES]
-        if bad or not v:
-            raise ValueError(f"stages {bad or v} unknown; choose from {', '.join(STAGES)}")
-        return v
+DistilKind, _distil_default = _plugin(
+    DISTILLERS, {"kind": "tsd", "alpha": 0.5, "lam": 1.0, "pooling": "mean", "normalize": True,
+                 "stages": ["layer4"]}, nullable=True)
+SelectionKind, _selection_default = _plugin(SELECTIONS, {"kind": "confidence"})
+FramesKind, _frames_default = _plugin(FRAME_POLICIES, {"kind": "keyframes", "threshold": 0.06})
 
 
 class MemoryParams(_Section):
+    """The exemplar memory: which videos (``selection``), which of their frames (``frames``), in bytes."""
+
+    replay: bool = True  # train on the batch + the memory (false: on the batch alone)
     budget_bytes: int = Field(600_000, ge=1)
-    keyframe_threshold: float = Field(0.06, ge=0)  # RMS pixel difference in [0, 1]
     candidates_per_class: int = Field(12, ge=1)
+    selection: SelectionKind = _selection_default  # vidcil.core.memory.selection: confidence | random | herding
+    frames: FramesKind = _frames_default  # vidcil.core.memory.frames: keyframes | uniform | adaptive
 
 
 class GateParams(_Section):
@@ -224,7 +266,8 @@ class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
-    distil: DistilParams = DistilParams()
+    # vidcil.core.distill: tsd | pod | lwf (kind + its options, lam and stages); null: no distillation
+    distil: DistilKind = _distil_default
     memory: MemoryParams = MemoryParams()
     gates: GateParams = GateParams()
     validation: ValidationParams = ValidationParams()
@@ -240,10 +283,11 @@ class Params(_Section):
         return self
 
     @classmethod
-    def load(cls, path: str | Path = "params.yaml") -> "Params":
+    def load(cls, path: str | Path = "params.yaml", *, plugins: bool = True) -> "Params":
+        """``plugins=False``: plugin kinds are checked, their options not (nothing heavy is imported)."""
         path = Path(path)
         data = yaml.safe_load(path.read_text()) if path.exists() else {}
         try:
-            return cls.model_validate(data or {})
+            return cls.model_validate(data or {}, context={"plugins": plugins})
         except Exception as e:
             raise ValueError(f"{path}: {e}") from e

@@ -1,7 +1,7 @@
 import torch
 
-from vidcil.core.distill.alignment import align_trajectory, object_centroids, trajectory_shifts
-from vidcil.core.distill.losses import l2_distance, spatial_feature
+from vidcil.core.alignment import align_trajectory, object_centroids, trajectory_shifts
+from vidcil.core.features import l2_distance, spatial_feature
 
 
 def blob_clip(xs, ys, size=16, channels=4, background=0.0, seed=0):

@@ -1,14 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from vidcil.core.memory.selection import (
-    class_share,
-    fit_to_share,
-    herding_priority,
-    random_priority,
-    rank_exemplars,
-    true_class_confidence,
-)
+from vidcil.core.memory.ranking import class_share, fit_to_share, rank_exemplars, true_class_confidence
+from vidcil.core.memory.selection.herding import herding_priority
+from vidcil.core.memory.selection.random import random_priority
 
 
 def test_confidence_is_the_probability_of_the_true_class():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import moving_square
-from vidcil.core.memory.frames import frame_distance, select_keyframes
+from vidcil.core.memory.frames.keyframes import frame_distance, select_keyframes
 
 
 def test_issue_example_keeps_frames_1_4_9():

@@ -2,7 +2,8 @@ import numpy as np
 import torch
 import pytest
 
-from vidcil.io.clips import ClipDataset, ClipRef, DirectDecode, SeededSampler, clip_loader
+from vidcil.core.loader import SeededSampler, clip_loader
+from vidcil.io.clips import ClipDataset, ClipRef, DirectDecode
 from vidcil.io.transforms import clip_transform, sample_indices
 from vidcil.io.video import VideoDecodeError, decode_video, probe_video, write_video
 from tests.conftest import moving_square

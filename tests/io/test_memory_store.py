@@ -5,8 +5,10 @@ import pytest
 
 from tests.conftest import moving_square
 from vidcil.io.video import decode_video, write_video
-from vidcil.core.memory.frames import AdaptiveThreshold, UniformFrames, select_keyframes
-from vidcil.io.memory_store import KeyframeMemory, build_memory, empty_memory
+from vidcil.core.memory.frames.adaptive import AdaptiveThreshold
+from vidcil.core.memory.frames.keyframes import select_keyframes
+from vidcil.core.memory.frames.uniform import UniformFrames
+from vidcil.io.memory_store import KeyframeMemory, build_memory, empty_memory, shard_size
 
 
 def _videos(tmp_path, n):
@@ -92,7 +94,7 @@ def test_frame_policies_uniform_and_adaptive(tmp_path):
     jumps = [0, 4, 8, 12]  # every frame that differs visibly from the one before
     one_frame = write_video(tmp_path / "one.mp4", frames[:1])
     all_jumps = write_video(tmp_path / "all.mp4", frames[jumps])
-    fitted = AdaptiveThreshold()
+    fitted = AdaptiveThreshold(encoded_size=shard_size)
     roomy, tight = fitted(frames, all_jumps + 10), fitted(frames, (one_frame + all_jumps) // 2)
     assert roomy == jumps  # room for all of them: the lowest threshold that is not noise
     assert 1 <= len(tight) < len(roomy)
@@ -115,6 +117,6 @@ def test_an_adaptive_memory_keeps_a_class_whose_equal_split_is_too_small_for_any
     ranked = _ranked([("a", 0.9 - i / 10) for i in range(6)])
     budget = one_frame * 3  # a sixth of it per candidate cannot hold a single frame
     mem = build_memory(empty_memory(tmp_path / "m", 0, 0.05), ranked, source, tmp_path / "m/b1",
-                       budget_bytes=budget, threshold=0.05, batches=("b0",), frame_policy=AdaptiveThreshold())
+                       budget_bytes=budget, threshold=0.05, batches=("b0",), frame_policy=AdaptiveThreshold(encoded_size=shard_size))
     assert mem.entries.video.tolist() == ["v0.mp4"]  # the most confident video, fitted to the whole share
     assert mem.bytes_on_disk <= budget

@@ -9,6 +9,33 @@ from __future__ import annotations
 import numpy as np
 
 
+def accuracy_matrix(rows: list[list[float]], width: int | None = None) -> np.ndarray:
+    """Rows of growing length (row ``i`` covers batches ``0..i``) as ``A [len(rows), width]``, NaN-padded."""
+    A = np.full((len(rows), width or max([len(rows)] + [len(r) for r in rows])), np.nan)
+    for i, r in enumerate(rows):
+        A[i, : len(r)] = r
+    return A
+
+
+def group_accuracy(correct: np.ndarray, groups: np.ndarray, names: list[str]) -> list[float]:
+    """Accuracy of the clips of each group in ``names`` (e.g. each batch's test videos); NaN if none."""
+    return [float(correct[groups == g].mean()) if (groups == g).any() else float("nan") for g in names]
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """``C [K, K]``: ``C[i, j]`` clips of class ``i`` predicted as ``j``."""
+    C = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(C, (np.asarray(labels, dtype=int), np.asarray(predicted, dtype=int)), 1)
+    return C
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    """``[K]`` recall per class from a confusion matrix (NaN for a class without clips)."""
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(confusion) / np.maximum(totals, 1), np.nan)
+
+
 def _check(A: np.ndarray) -> np.ndarray:
     A = np.asarray(A, dtype=float)
     if A.ndim != 2 or A.shape[0] > A.shape[1]:

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from vidcil.io.clips import ClipDataset, clip_loader
-from vidcil.core.distill.losses import TimeSpaceDistillation
+from torch.utils.data import Dataset
+
+from vidcil.core.loader import clip_loader
+from vidcil.core.distill import Distiller
 from vidcil.core.models.tsm import VideoRecognizer
 
 
@@ -66,7 +68,7 @@ def load_training_checkpoint(path: Path | None, fingerprint: str) -> dict | None
 
 def train(
     student: VideoRecognizer,
-    data: ClipDataset,
+    data: Dataset,
     *,
     epochs: int,
     batch_size: int,
@@ -74,7 +76,7 @@ def train(
     weight_decay: float,
     seed: int,
     teacher: VideoRecognizer | None = None,
-    distiller: TimeSpaceDistillation | None = None,
+    distiller: Distiller | None = None,
     lam: float = 1.0,
     stages: tuple[str, ...] = (),
     device: torch.device | None = None,
@@ -181,7 +183,7 @@ def train(
 
 @torch.no_grad()
 def predict_proba(
-    model: VideoRecognizer, data: ClipDataset, *, batch_size: int = 16, device: torch.device | None = None,
+    model: VideoRecognizer, data: Dataset, *, batch_size: int = 16, device: torch.device | None = None,
     num_workers: int = 0,
 ) -> np.ndarray:
     """Softmax probabilities ``[N, K]`` for every clip of ``data`` (centre-of-segment frames)."""
@@ -196,7 +198,7 @@ def predict_proba(
 
 @torch.no_grad()
 def embed(
-    model: VideoRecognizer, data: ClipDataset, *, batch_size: int = 16, device: torch.device | None = None,
+    model: VideoRecognizer, data: Dataset, *, batch_size: int = 16, device: torch.device | None = None,
     num_workers: int = 0,
 ) -> np.ndarray:
     """Each clip's feature before the classifier, ``[N, C]`` (pooled over T, H and W)."""

@@ -62,7 +62,7 @@ def at_batch(runs: dict[str, dict[int, dict]], k: int) -> dict[str, dict[str, di
     for name, by_seed in runs.items():
         rows = {"accuracy_all_seen": [], "mean_forgetting": [], "forgetting_first": []}
         for r in by_seed.values():
-            A = _square(r["matrix"])[: k + 1, : k + 1]
+            A = metrics.accuracy_matrix(r["matrix"])[: k + 1, : k + 1]
             rows["accuracy_all_seen"].append(r["batches"][k]["accuracy_all_seen"])
             rows["mean_forgetting"].append(metrics.mean_forgetting(A))
             rows["forgetting_first"].append(metrics.forgetting_first(A))
@@ -194,15 +194,8 @@ def accuracy_curves(result: dict):
 def tsd_matrix(result: dict):
     """The TSD accuracy matrix, mean over seeds."""
     runs = list(result["runs"]["tsd"].values())
-    rows = np.nanmean([_square(r["matrix"]) for r in runs], axis=0)
+    rows = np.nanmean([metrics.accuracy_matrix(r["matrix"]) for r in runs], axis=0)
     batches = [b["batch_id"] for b in runs[0]["batches"]]
     record = {"columns": batches, "matrix": [list(r[: i + 1]) for i, r in enumerate(rows)],
               "batches": [{"batch_id": b} for b in batches]}
     return plots.accuracy_matrix(record)
-
-
-def _square(matrix: list[list[float]]) -> np.ndarray:
-    A = np.full((len(matrix), len(matrix)), np.nan)
-    for i, r in enumerate(matrix):
-        A[i, : len(r)] = r
-    return A

@@ -3,9 +3,11 @@
 The stream is any landing folder in the incoming-batch contract; each batch goes through the same
 Great Expectations validation as in the pipeline (rejected batches are left out, with the reason).
 Videos are decoded once, by the validation, into the pipeline's decoded-frame cache, and read from
-it by every run through the pipeline's transforms and loaders. A run uses the library the pipeline uses
-(``train``, ``build_memory``, the distillers, the metrics); it skips only what a comparison does
-not need: MLflow, DVC and the promotion gates (every new model becomes the next teacher).
+it by every run through the pipeline's transforms and loaders. A method is a configuration of the
+pipeline's learner (:mod:`vidcil.core.learner`: ``make_student``, ``learn_batch``,
+``exemplar_priority``, ``accuracy_by_group``) and memory (``build_memory`` with the configured
+frame policy); a run skips only what a comparison does not need: MLflow, DVC and the promotion
+gates (every new model becomes the next teacher).
 """
 
 from __future__ import annotations
@@ -25,15 +27,13 @@ from vidcil.config import Params
 from vidcil.io.cache import FrameCache
 from vidcil.io.clips import ClipRef
 from vidcil.io.validation import Rules, validate_batch
-from vidcil.core.distill.losses import make_distiller
-from vidcil.io.inputs import clip_dataset, loader_options, train_options
-from vidcil.experiments.methods import CURVES, Method
-from vidcil.core.memory.selection import herding_priority, random_priority, rank_exemplars, true_class_confidence
-from vidcil.core.memory.frames import AdaptiveThreshold, FixedThreshold, UniformFrames
-from vidcil.io.memory_store import KeyframeMemory, build_memory, empty_memory
 from vidcil.core import metrics
+from vidcil.core.learner import accuracy_by_group, exemplar_priority, learn_batch, make_student
+from vidcil.core.memory.ranking import rank_exemplars
 from vidcil.core.models.tsm import VideoRecognizer
-from vidcil.core.training import embed, predict_proba, train
+from vidcil.experiments.methods import CURVES, Method
+from vidcil.io.inputs import clip_dataset, loader_options, train_options
+from vidcil.io.memory_store import KeyframeMemory, build_memory, empty_memory, frame_policy
 
 
 @dataclass
@@ -106,9 +106,7 @@ class RunResult:
     batches: list[BatchResult]
 
     def metrics(self) -> dict[str, float]:
-        A = np.full((len(self.batches), len(self.batches)), np.nan)
-        for i, b in enumerate(self.batches):
-            A[i, : len(b.row)] = b.row
+        A = metrics.accuracy_matrix(self.matrix())
         acc = [b.accuracy_all_seen for b in self.batches]
         return {
             "final_accuracy": acc[-1],
@@ -126,17 +124,22 @@ class RunResult:
 
 
 class Evaluator:
-    """Accuracy of a model on each batch's test videos (datasets built once)."""
+    """Accuracy of a model on each batch's test videos, as the pipeline's evaluate step computes it."""
 
-    def __init__(self, stream: Stream, params: Params):
+    def __init__(self, stream: Stream, params: Params, num_segments: int | None = None):
         self.options = loader_options(params)
-        self.sets = [clip_dataset(params, stream.refs(b, "test"), train=False, cache=stream.cache)
-                     for b in stream.batches]
+        refs = [r for b in stream.batches for r in stream.refs(b, "test")]
+        self.ids = [b.batch_id for b in stream.batches]
+        self.data = clip_dataset(params, refs, train=False, num_segments=num_segments, cache=stream.cache)
+        self.groups = np.array([r.batch_id for r in refs])
 
     def __call__(self, model: VideoRecognizer, k: int) -> tuple[list[float], float]:
         """Per-batch accuracy on batches ``0..k`` and the accuracy over all their test videos."""
-        correct = [predict_proba(model, s, **self.options).argmax(1) == s.labels for s in self.sets[: k + 1]]
-        return [float(c.mean()) for c in correct], float(np.concatenate(correct).mean())
+        seen = np.isin(self.groups, self.ids[: k + 1])
+        data = copy.copy(self.data)
+        data.refs = [r for r, s in zip(self.data.refs, seen) if s]
+        row, overall, _ = accuracy_by_group(model, data, self.groups[seen], self.ids[: k + 1], **self.options)
+        return row, overall
 
 
 class BenchmarkRunner:
@@ -151,44 +154,33 @@ class BenchmarkRunner:
 
     # -- training ----------------------------------------------------------------------------
 
-    def _new_model(self, num_classes: int, num_segments: int | None = None) -> VideoRecognizer:
-        m, d = self.params.model, self.params.data
-        torch.manual_seed(self.seed)
-        return VideoRecognizer(m.arch, num_classes, num_segments or m.num_segments, m.shift_div, m.dropout,
-                               m.init_weights, mean=d.mean, std=d.std)
-
-    def _train(self, model, refs, epochs, k, *, teacher=None, method: Method | None = None, curve=None,
-               num_segments=None, on_epoch=None) -> int:
-        p = self.params
-        data = clip_dataset(p, refs, train=True, num_segments=num_segments, cache=self.stream.cache)
-        distiller = None
-        if teacher is not None:
-            distiller = make_distiller(method.distil, alpha=p.distil.alpha, pooling=p.distil.pooling,
-                                       normalize=p.distil.normalize, align=method.align,
-                                       temperature=p.distil.temperature)
+    def _learn(self, params: Params, refs, k, *, teacher=None, curve=None, num_segments=None,
+               on_epoch=None) -> tuple[VideoRecognizer, int]:
+        """The pipeline's learner on batch ``k`` with ``params`` (a method's): the model and its steps."""
+        data = clip_dataset(params, refs, train=True, num_segments=num_segments, cache=self.stream.cache)
+        student = make_student(teacher, self.stream.seen_classes(k), model=params.model, mean=params.data.mean,
+                               std=params.data.std, seed=self.seed, num_segments=num_segments)
 
         def epoch_done(epoch, row):
             if curve is not None:  # accuracy after every epoch, for steps-to-target (not training time)
                 start = time.perf_counter()
-                curve.append((row["steps"], self.evaluate(model, k)[1]))
-                model.train()
+                curve.append((row["steps"], self.evaluate(student, k)[1]))
+                student.train()
                 self.measuring += time.perf_counter() - start
             if on_epoch:
                 on_epoch()
 
-        result = train(model, data, epochs=epochs, batch_size=p.train.batch_size, lr=p.train.lr,
-                       weight_decay=p.train.weight_decay, seed=self.seed + k, teacher=teacher, distiller=distiller,
-                       lam=p.distil.lam, stages=tuple(p.distil.stages), on_epoch=epoch_done, **train_options(p))
-        return result.steps
+        result = learn_batch(student, data, teacher=teacher, distil=params.distil, train_options=params.train,
+                             seed=self.seed + k,
+                             on_epoch=epoch_done, **train_options(params))
+        return student, result.steps
 
     def base_model(self, on_epoch=None) -> tuple[VideoRecognizer, BatchResult]:
         """Batch 0, from scratch: the same for every method (same seed, data, epochs), so trained once."""
         if self._base is None:
             first = self.stream.batches[0]
-            model = self._new_model(self.stream.seen_classes(0))
             start = time.perf_counter()
-            steps = self._train(model, self.stream.refs(first, "train"), self.params.train.epochs_first, 0,
-                                on_epoch=on_epoch)
+            model, steps = self._learn(self.params, self.stream.refs(first, "train"), 0, on_epoch=on_epoch)
             seconds = time.perf_counter() - start
             row, acc = self.evaluate(model, 0)
             self._base = model, BatchResult(first.batch_id, row, acc, 0, 0, steps, seconds)
@@ -197,38 +189,25 @@ class BenchmarkRunner:
 
     # -- memory -------------------------------------------------------------------------------
 
-    def _frame_policy(self, method: Method):
-        if method.frames == "uniform8":
-            return UniformFrames(8)
-        if method.frames == "adaptive":
-            return AdaptiveThreshold()
-        return FixedThreshold(self.params.memory.keyframe_threshold)
-
-    def _next_memory(self, method: Method, memory: KeyframeMemory, teacher: VideoRecognizer, k: int) -> KeyframeMemory:
+    def _next_memory(self, params: Params, name: str, memory: KeyframeMemory, teacher: VideoRecognizer,
+                     k: int) -> KeyframeMemory:
         """Exemplars of batch ``k - 1`` (just learnt by ``teacher``) folded into the memory batch ``k`` trains on."""
-        p, learnt = self.params.memory, self.stream.batches[k - 1]
+        p, learnt = params.memory, self.stream.batches[k - 1]
         refs = self.stream.refs(learnt, "train")
-        data = clip_dataset(self.params, refs, train=False, cache=self.stream.cache)
-        labels, options = data.labels, loader_options(self.params)
-        confidence = true_class_confidence(predict_proba(teacher, data, **options), labels)
-        if method.selection == "random":
-            priority = random_priority(labels, np.random.default_rng([self.seed, k]))
-        elif method.selection == "herding":
-            priority = herding_priority(embed(teacher, data, **options), labels)
-        else:
-            priority = confidence
+        data = clip_dataset(params, refs, train=False, cache=self.stream.cache)
+        confidence, priority = exemplar_priority(teacher, data, p.selection, seed=(self.seed, k),
+                                                 **loader_options(params))
         candidates = pd.DataFrame({"batch_id": learnt.batch_id, "video": [r.video for r in refs],
-                                   "label": [self.stream.classes[i] for i in labels],
+                                   "label": [self.stream.classes[i] for i in data.labels],
                                    "confidence": confidence, "priority": priority})
         ranked = rank_exemplars(candidates, p.candidates_per_class, by="priority")
-        budget = int(p.budget_bytes * method.budget_factor)
         try:
             return build_memory(memory, ranked, self.stream.frames,
-                                self.workdir / method.name / "memory" / self.stream.batches[k].batch_id,
-                                budget_bytes=budget, threshold=p.keyframe_threshold,
-                                batches=(*memory.batches, learnt.batch_id), frame_policy=self._frame_policy(method))
+                                self.workdir / name / "memory" / self.stream.batches[k].batch_id,
+                                budget_bytes=p.budget_bytes, threshold=p.frames.options().get("threshold"),
+                                batches=(*memory.batches, learnt.batch_id), frame_policy=frame_policy(p.frames))
         except ValueError as e:  # the pipeline's advice names its own knob; here the budget is the benchmark's
-            raise ValueError(f"{method.name}, seed {self.seed}, memory for {self.stream.batches[k].batch_id}: {e} "
+            raise ValueError(f"{name}, seed {self.seed}, memory for {self.stream.batches[k].batch_id}: {e} "
                              f"(in the benchmark: experiments.memory_budget_bytes, now {p.budget_bytes})") from e
 
     def _memory_refs(self, memory: KeyframeMemory) -> list[ClipRef]:
@@ -239,35 +218,31 @@ class BenchmarkRunner:
 
     def run(self, method: Method, on_batch: Callable[[BatchResult], None] | None = None,
             on_epoch=None) -> RunResult:
-        p, batches = self.params, self.stream.batches
+        """``method``'s stream: each batch learnt by the pipeline's learner with ``method.params``."""
+        p, batches = method.params(self.params), self.stream.batches
         model, first = self.base_model(on_epoch)
         results = [first]
         if on_batch:
             on_batch(first)
         memory = empty_memory(self.workdir / method.name / "memory" / "none", p.memory.budget_bytes,
-                              p.memory.keyframe_threshold)
+                              p.memory.frames.options().get("threshold"))
         for k in range(1, len(batches)):
-            n_classes = self.stream.seen_classes(k)
             curve = [] if method.name in CURVES else None
             start, self.measuring = time.perf_counter(), 0.0
             if method.joint:
-                model = self._new_model(n_classes)
                 refs = [r for b in batches[: k + 1] for r in self.stream.refs(b, "train")]
-                steps = self._train(model, refs, p.train.epochs_first, k, curve=curve, on_epoch=on_epoch)
+                model, steps = self._learn(p, refs, k, curve=curve, on_epoch=on_epoch)
                 stored = sum((b.folder / v).stat().st_size for b in batches[: k + 1]
                              for v in b.rows.loc[b.rows["split"] == "train", "video"])
                 clips = len(refs)
             else:
                 teacher = model
-                if method.replay:
-                    memory = self._next_memory(method, memory, teacher, k)
-                model = copy.deepcopy(teacher)
-                model.widen(n_classes)
-                refs = self.stream.refs(batches[k], "train") + (self._memory_refs(memory) if method.replay else [])
-                steps = self._train(model, refs, p.train.epochs, k, teacher=teacher if method.distil else None,
-                                    method=method, curve=curve, on_epoch=on_epoch)
-                stored = memory.bytes_on_disk if method.replay else 0
-                clips = len(memory.entries) if method.replay else 0
+                if p.memory.replay:
+                    memory = self._next_memory(p, method.name, memory, teacher, k)
+                refs = self.stream.refs(batches[k], "train") + (self._memory_refs(memory) if p.memory.replay else [])
+                model, steps = self._learn(p, refs, k, teacher=teacher, curve=curve, on_epoch=on_epoch)
+                stored = memory.bytes_on_disk if p.memory.replay else 0
+                clips = len(memory.entries) if p.memory.replay else 0
             seconds = time.perf_counter() - start - self.measuring
             row, acc = self.evaluate(model, k)
             results.append(BatchResult(batches[k].batch_id, row, acc, stored, clips, steps, seconds, curve or []))
@@ -278,14 +253,9 @@ class BenchmarkRunner:
     def single_frame(self, on_epoch=None) -> float:
         """A model that sees one frame per clip, trained on every batch at once: accuracy on all test videos."""
         k = len(self.stream.batches) - 1
-        model = self._new_model(self.stream.seen_classes(k), num_segments=1)
         refs = [r for b in self.stream.batches for r in self.stream.refs(b, "train")]
-        self._train(model, refs, self.params.train.epochs_first, k, num_segments=1, on_epoch=on_epoch)
-        tests = [clip_dataset(self.params, s.refs, train=False, num_segments=1, cache=self.stream.cache)
-                 for s in self.evaluate.sets]
-        correct = np.concatenate([predict_proba(model, s, **self.evaluate.options).argmax(1) == s.labels
-                                  for s in tests])
-        return float(correct.mean())
+        model, _ = self._learn(self.params, refs, k, num_segments=1, on_epoch=on_epoch)
+        return Evaluator(self.stream, self.params, num_segments=1)(model, k)[1]
 
 
 def scratch_dir(root: Path | None = None) -> Path:

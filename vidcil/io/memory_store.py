@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from vidcil.io.video import write_video
-from vidcil.core.memory.selection import class_share, fit_to_share
-from vidcil.core.memory.frames import FixedThreshold
+from vidcil.core.memory.ranking import class_share, fit_to_share
+from vidcil.core.memory.frames import FRAME_POLICIES
+from vidcil.core.memory.frames.keyframes import FixedThreshold
 
 # priority orders exemplars within a class (kept first, dropped last); it is the confidence unless
 # another selection strategy (random, herding) ranked them.
@@ -67,6 +69,17 @@ class KeyframeMemory:
 def empty_memory(root: Path, budget_bytes: int, threshold: float) -> KeyframeMemory:
     """The memory before any batch: no exemplar (not written to disk)."""
     return KeyframeMemory(Path(root), budget_bytes, threshold, (), pd.DataFrame(columns=ENTRY_COLUMNS))
+
+
+def shard_size(frames: np.ndarray) -> int:
+    """Bytes of ``frames`` (uint8 ``[F, h, w, 3]``) encoded as the memory stores a shard."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_video(Path(tmp) / "probe.mp4", frames)
+
+
+def frame_policy(options):
+    """The frame policy of ``memory.frames`` (a config or a dict with ``kind``), measuring with shards."""
+    return FRAME_POLICIES.build(options, encoded_size=shard_size)
 
 
 def _write_shard(frames, staging: Path, batch_id: str, video: str) -> tuple[str, int]:

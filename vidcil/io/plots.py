@@ -8,13 +8,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vidcil.core import metrics  # noqa: E402
+
 
 def accuracy_matrix(record: dict):
     """Heatmap of A[i, j]: accuracy after batch i (rows) on batch j's test videos (columns)."""
     cols, rows = record["columns"], record["matrix"]
-    A = np.full((len(rows), len(cols)), np.nan)
-    for i, r in enumerate(rows):
-        A[i, : len(r)] = r
+    A = metrics.accuracy_matrix(rows, len(cols))
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(cols), 1.0 + 0.6 * len(rows)))
     im = ax.imshow(A, vmin=0, vmax=1, cmap="viridis")
     for (i, j), v in np.ndenumerate(A):

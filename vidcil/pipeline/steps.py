@@ -5,7 +5,6 @@ small JSON output. ``vidcil.pipeline.runner.STEPS`` gives their order; component
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -25,19 +24,18 @@ from vidcil.io import data_versions
 from vidcil.config import Params
 from vidcil.io.contract import MANIFEST_COLUMNS, BatchRejected, content_hash
 from vidcil.io.validation import BATCH_ID, MANIFEST_FACTS, Rules, Verdict, validate_batch, write_report
-from vidcil.core.distill.losses import make_distiller
 from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_options
-from vidcil.core.memory.selection import rank_exemplars, true_class_confidence
-from vidcil.io.memory_store import build_memory
+from vidcil.core.learner import accuracy_by_group, exemplar_priority, learn_batch, make_student
+from vidcil.core.memory.ranking import rank_exemplars
+from vidcil.io.memory_store import build_memory, frame_policy
 from vidcil.core import metrics
-from vidcil.core.models.tsm import VideoRecognizer
 from vidcil.core.gates import evaluate_gates
 from vidcil.io.store import Store
 from vidcil.pipeline.state import (
     champion, latest_record, pending_batches, read_output, run_dir, write_output,
 )
 from vidcil.io.progress import EpochProgress
-from vidcil.core.training import load_training_checkpoint, predict_proba, train
+from vidcil.core.training import load_training_checkpoint
 
 
 def _store(params: Params) -> Store:
@@ -174,22 +172,27 @@ def select_exemplars(params: Params, batch_id: str) -> dict:
     store, champ = _store(params), champion(params)
     out = run_dir(params, batch_id)
     result = {"batch_id": batch_id, "teacher_version": None, "batches": [], "candidates": 0}
-    ranked = pd.DataFrame(columns=["batch_id", "video", "label", "sha256", "confidence", "rank"])
-    if champ is not None:
-        memory = store.memory(champ.batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+    ranked = pd.DataFrame(columns=["batch_id", "video", "label", "sha256", "confidence", "priority", "rank"])
+    if champ is not None and params.memory.replay:
+        memory = store.memory(champ.batch_id, params.memory.budget_bytes, _threshold(params))
         batches = [b for b in store.accepted(champ.batch_id) if b not in memory.batches]
         rows = store.rows(batches, "train")
         rows = rows[rows["label"].isin(champ.class_names)].reset_index(drop=True)
         if not rows.empty:
             teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
             data = clip_dataset(params, store.refs(rows, champ.class_names), train=False)
-            probs = predict_proba(teacher, data, **loader_options(params))
-            rows["confidence"] = true_class_confidence(probs, data.labels)
-            ranked = rank_exemplars(rows[["batch_id", "video", "label", "sha256", "confidence"]],
-                                    params.memory.candidates_per_class)
+            rows["confidence"], rows["priority"] = exemplar_priority(
+                teacher, data, params.memory.selection, seed=(params.train.seed, len(batches)), **loader_options(params))
+            ranked = rank_exemplars(rows[["batch_id", "video", "label", "sha256", "confidence", "priority"]],
+                                    params.memory.candidates_per_class, by="priority")
         result.update(teacher_version=champ.version, batches=batches, candidates=len(ranked))
     ranked.to_csv(out / "exemplars.csv", index=False)
     return write_output(params, batch_id, "select_exemplars", result)
+
+
+def _threshold(params: Params) -> float | None:
+    """The keyframe threshold recorded with a memory version (None for policies without one)."""
+    return params.memory.frames.options().get("threshold")
 
 
 # -- 3. extract keyframes --------------------------------------------------------------------
@@ -199,18 +202,19 @@ def extract_keyframes(params: Params, batch_id: str) -> dict:
     store, champ = _store(params), champion(params)
     target = store.memory_dir / batch_id
     if (target / "index.json").is_file():
-        memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
+        memory = store.memory(batch_id, params.memory.budget_bytes, _threshold(params))
     else:
         selection = read_output(params, batch_id, "select_exemplars")
         ranked = pd.read_csv(run_dir(params, batch_id) / "exemplars.csv",
                              dtype={"label": str, "video": str, "sha256": str})
         previous = store.memory(champ.batch_id if champ else None,
-                                params.memory.budget_bytes, params.memory.keyframe_threshold)
+                                params.memory.budget_bytes, _threshold(params))
         cache, sha = frame_cache(params), dict(zip(zip(ranked["batch_id"], ranked["video"]), ranked["sha256"]))
         memory = build_memory(
             previous, ranked, lambda b, v: cache.frames(store.batch_dir(b) / v, sha[b, v]), target,
-            budget_bytes=params.memory.budget_bytes, threshold=params.memory.keyframe_threshold,
+            budget_bytes=params.memory.budget_bytes, threshold=_threshold(params),
             batches=tuple(sorted(set(previous.batches) | set(selection["batches"]))),
+            frame_policy=frame_policy(params.memory.frames),
         )
     version = data_versions.UNTRACKED
     if params.versioning.dvc:
@@ -247,22 +251,18 @@ def distil(params: Params, batch_id: str) -> dict:
     store, champ = _store(params), champion(params)
     pending = pending_batches(store, batch_id, champ)
     class_names = class_names_for(store, champ, pending)
-    memory = store.memory(batch_id, params.memory.budget_bytes, params.memory.keyframe_threshold)
-    refs = store.refs(store.rows(pending, "train"), class_names) + store.memory_refs(memory, class_names)
+    memory = store.memory(batch_id, params.memory.budget_bytes, _threshold(params))
+    refs = store.refs(store.rows(pending, "train"), class_names)
+    if params.memory.replay:
+        refs += store.memory_refs(memory, class_names)
     data = clip_dataset(params, refs, train=True)
 
-    teacher = distiller = None
+    teacher = None
     if champ is not None:
         teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
-        student = copy.deepcopy(teacher)  # the teacher's architecture and weights, widened
-        student.widen(len(class_names))
-        distiller = make_distiller(**params.distil.model_dump(exclude={"lam", "stages"}))
-        epochs = params.train.epochs
-    else:
-        m, d = params.model, params.data
-        student = VideoRecognizer(m.arch, len(class_names), m.num_segments, m.shift_div, m.dropout, m.init_weights,
-                                  mean=d.mean, std=d.std)
-        epochs = params.train.epochs_first
+    student = make_student(teacher, len(class_names), model=params.model, mean=params.data.mean,
+                           std=params.data.std, seed=params.train.seed)
+    epochs = params.train.epochs if teacher is not None else params.train.epochs_first
 
     checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"
     fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
@@ -270,11 +270,10 @@ def distil(params: Params, batch_id: str) -> dict:
     label = f"{batch_id} {'distil' if teacher else 'train'}"
     resumed = int((load_training_checkpoint(checkpoint, fingerprint) or {}).get("epoch", 0))
     with EpochProgress(label, epochs, len(data), start_epoch=resumed) as progress:
-        result = train(
-            student, data, epochs=epochs, batch_size=params.train.batch_size, lr=params.train.lr,
-            weight_decay=params.train.weight_decay, seed=params.train.seed, teacher=teacher,
-            distiller=distiller, lam=params.distil.lam, stages=tuple(params.distil.stages),
-            on_epoch=progress.epoch_done, checkpoint=checkpoint, fingerprint=fingerprint, **train_options(params),
+        result = learn_batch(
+            student, data, teacher=teacher, distil=params.distil, train_options=params.train,
+            seed=params.train.seed, on_epoch=progress.epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
+            **train_options(params),
         )
     wall = time.perf_counter() - start
     config = mlflow_registry.model_config(student, class_names, params.model.dropout, params.model.shift_div,
@@ -303,15 +302,15 @@ def _training_fingerprint(params: Params, champ, class_names: list[str], refs, e
 # -- 5. evaluate -----------------------------------------------------------------------------
 
 def _accuracy_row(model, store: Store, columns: list[str], class_names: list[str], params: Params):
-    """Accuracy on each accepted batch's test videos, and on all of them ([columns], overall)."""
+    """Accuracy on each accepted batch's test videos ([columns]), on all of them, and the confusion
+    matrix over ``class_names`` + classes the model does not know (never predicted)."""
     rows = store.rows(columns, "test")
-    rows = rows.assign(known=rows["label"].isin(class_names))
-    names = class_names + sorted(set(rows["label"]) - set(class_names))  # unknown: never predicted
+    names = class_names + sorted(set(rows["label"]) - set(class_names))
     data = clip_dataset(params, store.refs(rows, names), train=False)
-    pred = predict_proba(model, data, **loader_options(params)).argmax(1)
-    correct = pred == data.labels
-    per_batch = [float(correct[(rows["batch_id"] == b).to_numpy()].mean()) for b in columns]
-    return per_batch, float(correct.mean())
+    per_batch, overall, predicted = accuracy_by_group(model, data, rows["batch_id"].to_numpy(), columns,
+                                                      **loader_options(params))
+    return per_batch, overall, {"classes": names,
+                                "matrix": metrics.confusion_matrix(data.labels, predicted, len(names)).tolist()}
 
 
 def evaluate(params: Params, batch_id: str) -> dict:
@@ -320,17 +319,19 @@ def evaluate(params: Params, batch_id: str) -> dict:
     store, champ = _store(params), champion(params)
     columns = store.accepted(batch_id)
     challenger, config = mlflow_registry.load_checkpoint(run_dir(params, batch_id) / "model")
-    row, acc_all = _accuracy_row(challenger, store, columns, config["class_names"], params)
-    result = {"batch_id": batch_id, "columns": columns, "challenger_row": row, "challenger_accuracy": acc_all}
+    row, acc_all, confusion = _accuracy_row(challenger, store, columns, config["class_names"], params)
+    per_class = metrics.per_class_accuracy(np.array(confusion["matrix"]))
+    result = {"batch_id": batch_id, "columns": columns, "challenger_row": row, "challenger_accuracy": acc_all,
+              "confusion": confusion, "per_class_accuracy": dict(zip(confusion["classes"], per_class.tolist()))}
     if champ is not None:
         model, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
-        c_row, c_all = _accuracy_row(model, store, columns, champ.class_names, params)
+        c_row, c_all, _ = _accuracy_row(model, store, columns, champ.class_names, params)
         result.update(champion_version=champ.version, champion_row=c_row, champion_accuracy=c_all,
                       old_columns=store.accepted(champ.batch_id))
     # The service history: the accuracy matrix as it stood after the previous decided batch.
     record = latest_record(columns, batch_id)
     history = record["matrix"] if record else []
-    matrix = _square(history + [row], len(columns))
+    matrix = metrics.accuracy_matrix(history + [row], len(columns))
     memory = read_output(params, batch_id, "extract_keyframes")
     result.update(
         history=history,
@@ -342,13 +343,6 @@ def evaluate(params: Params, batch_id: str) -> dict:
         memory_bytes=memory["memory_bytes"],
     )
     return write_output(params, batch_id, "evaluate", result)
-
-
-def _square(rows: list[list[float]], width: int) -> np.ndarray:
-    A = np.full((len(rows), width), np.nan)
-    for i, r in enumerate(rows):
-        A[i, : len(r)] = r
-    return A
 
 
 # -- 6. register -----------------------------------------------------------------------------
@@ -483,7 +477,7 @@ def _stream_record(ev, row, acc_all, batch_id, version, service_version, promote
     """The service record after this batch: accuracy matrix and per-batch summary rows."""
     before = latest_record(ev["columns"], batch_id)
     matrix = ev["history"] + [row]
-    A = _square(matrix, len(ev["columns"]))
+    A = metrics.accuracy_matrix(matrix, len(ev["columns"]))
     summary = (before["batches"] if before else []) + [{
         "batch_id": batch_id, "version": version, "promoted": promoted, "champion_version": service_version,
         "accuracy_all_seen": acc_all, "accuracy_new": row[-1],

@@ -1,0 +1,4 @@
+"""Video models: TSM backbones (:mod:`.tsm`) and the classifier heads (:mod:`.heads`, a registry)."""
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")  # distillable backbone stages, output stride 4..32
+ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")

@@ -17,9 +17,9 @@ import torch
 import torchvision
 from torch import nn
 
-STAGES = ("layer1", "layer2", "layer3", "layer4")
+from vidcil.core.models import ARCHS, STAGES
+from vidcil.core.models.heads import HEADS
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
 
 
 def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8) -> torch.Tensor:
@@ -112,49 +112,8 @@ def build_backbone(
     return nn.ModuleDict(dict(zip(STAGES, stages))), dim
 
 
-class IncrementalLinear(nn.Module):
-    """A linear classifier that can widen for new classes, keeping the old rows untouched."""
-
-    def __init__(self, in_features: int, num_classes: int):
-        super().__init__()
-        self.fc = nn.Linear(in_features, num_classes)
-
-    @property
-    def num_classes(self) -> int:
-        return self.fc.out_features
-
-    def widen(self, num_classes: int) -> None:
-        old = self.fc
-        if num_classes < old.out_features:
-            raise ValueError(f"cannot shrink the classifier from {old.out_features} to {num_classes}")
-        if num_classes == old.out_features:
-            return
-        new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-        with torch.no_grad():
-            new.weight[: old.out_features] = old.weight
-            new.bias[: old.out_features] = old.bias
-        self.fc = new
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
-
-
-class ConsensusHead(nn.Module):
-    """Per-frame global average pool, average consensus over T, dropout, classifier."""
-
-    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.5):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = IncrementalLinear(in_features, num_classes)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``features``: ``[N, T, C, H, W]`` -> logits ``[N, K]``."""
-        pooled = features.mean(dim=(-2, -1)).mean(dim=1)
-        return self.classifier(self.dropout(pooled))
-
-
 class VideoRecognizer(nn.Module):
-    """TSM backbone + consensus head. Input ``[N, T, 3, H, W]`` in [0, 1], output logits."""
+    """TSM backbone + a classifier head (average consensus by default). Input ``[N, T, 3, H, W]`` in [0, 1], output logits."""
 
     def __init__(
         self,
@@ -166,11 +125,14 @@ class VideoRecognizer(nn.Module):
         weights: str | Path | None = None,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        head: dict | None = None,
     ):
         super().__init__()
         self.arch, self.num_segments = arch, num_segments
         self.stages, dim = build_backbone(arch, num_segments, shift_div, weights)
-        self.head = ConsensusHead(dim, num_classes, dropout)
+        # The head (``model.head`` in params: a kind of :data:`HEADS`): [N, T, C, H, W] -> logits [N, K].
+        self.head_config = HEADS.config(head or {"kind": "average"})
+        self.head = HEADS.build(self.head_config, in_features=dim, num_classes=num_classes, dropout=dropout)
         # Normalization is the model's first step (data.mean / data.std; ImageNet's by default, what
         # local initial weights expect), so a served model takes clips in [0, 1] as they are.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1))

@@ -1,4 +1,4 @@
-"""Level 1 of the dual-granularity memory: which videos of old data to keep.
+"""Level 1 of the dual-granularity memory: ranking candidate videos and sharing the byte budget.
 
 Per class, the videos the teacher gives the highest probability of their true class come first;
 every class is represented. Under a byte budget each of the C classes seen so far gets an equal
@@ -45,32 +45,3 @@ def fit_to_share(entries: pd.DataFrame, share: int) -> pd.DataFrame:
         within = group["bytes"].cumsum() <= share
         kept.append(group[within.cummin()])
     return pd.concat(kept) if kept else entries.iloc[:0]
-
-
-# Other ways to choose the videos (the benchmark's memory ablation). Each gives a priority per
-# candidate, higher = kept first, in the same role the confidence plays for dual granularity.
-
-def random_priority(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random order within every class."""
-    return rng.permutation(len(labels)).astype(float)
-
-
-def herding_priority(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """iCaRL herding (Rebuffi et al., 2017): per class, greedily add the video that keeps the mean
-    of the chosen ones closest to the class mean (on L2-normalised ``features [N, D]``).
-
-    Returns ``[N]``: the first chosen of a class gets the highest priority.
-    """
-    f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    priority = np.zeros(len(labels))
-    for label in np.unique(labels):
-        idx = np.flatnonzero(labels == label)
-        mu, chosen, total = f[idx].mean(axis=0), [], np.zeros(f.shape[1])
-        left = list(range(len(idx)))
-        for k in range(1, len(idx) + 1):
-            gaps = np.linalg.norm(mu - (total + f[idx[left]]) / k, axis=1)
-            pick = left.pop(int(np.argmin(gaps)))
-            chosen.append(pick)
-            total += f[idx[pick]]
-        priority[idx[chosen]] = np.arange(len(idx), 0, -1, dtype=float)
-    return priority

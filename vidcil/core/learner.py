@@ -1,0 +1,94 @@
+"""The one learner: what happens to the model for one batch, as the pipeline and the benchmark run it.
+
+- :func:`make_student`: the student (from scratch, or the teacher's architecture and weights with
+  the classifier widened for the new classes);
+- :func:`learn_batch`: train it on the batch (+ memory), distilling from the teacher with the
+  configured distiller (``params.distil``; none: cross-entropy only);
+- :func:`exemplar_priority`: how the teacher ranks the videos it has learnt, for the memory
+  (``params.memory.selection``);
+- :func:`accuracy_by_group`: accuracy per batch of test videos, and overall.
+
+A benchmark method is a configuration of these (``vidcil.experiments.methods``), so a benchmark
+row is what the pipeline does with those params. Pure torch/numpy: datasets come in, models and
+numbers go out; no file, MLflow or DVC here.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vidcil.core import metrics
+from vidcil.core.distill import DISTILLERS
+from vidcil.core.memory.selection import SELECTIONS, Candidates
+from vidcil.core.memory.ranking import true_class_confidence
+from vidcil.core.models.tsm import VideoRecognizer
+from vidcil.core.training import TrainResult, embed, predict_proba, train
+
+
+def new_model(model, num_classes: int, *, mean, std, seed: int, num_segments: int | None = None) -> VideoRecognizer:
+    """A model from scratch (``model``: the ``params.model`` section), its weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return VideoRecognizer(model.arch, num_classes, num_segments or model.num_segments, model.shift_div,
+                           model.dropout, model.init_weights, mean=mean, std=std, head=model.head)
+
+
+def widened_student(teacher: VideoRecognizer, num_classes: int) -> VideoRecognizer:
+    """The teacher's architecture and weights, its classifier widened to ``num_classes``."""
+    student = copy.deepcopy(teacher)
+    student.widen(num_classes)
+    return student
+
+
+def make_student(teacher: VideoRecognizer | None, num_classes: int, *, model, mean, std, seed: int,
+                 num_segments: int | None = None) -> VideoRecognizer:
+    """The first batch's model from scratch, else the teacher widened."""
+    if teacher is None:
+        return new_model(model, num_classes, mean=mean, std=std, seed=seed, num_segments=num_segments)
+    return widened_student(teacher, num_classes)
+
+
+def learn_batch(
+    student: VideoRecognizer, data, *, teacher: VideoRecognizer | None, distil, train_options, seed: int,
+    epochs: int | None = None, on_epoch: Callable | None = None, checkpoint: Path | None = None,
+    fingerprint: str = "", **loader,
+) -> TrainResult:
+    """Learn one batch: train ``student`` in place on ``data`` (the batch's training clips + the memory's).
+
+    ``teacher``: the champion (None for the first batch: ``train_options.epochs_first`` epochs, else
+    ``epochs``). ``distil``: ``params.distil``, a kind of :data:`~vidcil.core.distill.DISTILLERS`,
+    or None for cross-entropy only. ``loader``: DataLoader and device switches of
+    :func:`~vidcil.core.training.train`.
+    """
+    t = train_options
+    config = DISTILLERS.config(distil) if teacher is not None and distil is not None else None
+    epochs = epochs or (t.epochs_first if teacher is None else t.epochs)
+    return train(
+        student, data, epochs=epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=seed,
+        teacher=teacher if config is not None else None, distiller=DISTILLERS.build(config) if config else None,
+        lam=config.lam if config else 0.0, stages=tuple(config.stages) if config else (),
+        on_epoch=on_epoch, checkpoint=checkpoint, fingerprint=fingerprint, **loader,
+    )
+
+
+def exemplar_priority(teacher: VideoRecognizer, data, selection, *, seed: tuple[int, ...] = (0,),
+                      num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence [N], priority [N])`` of ``data``'s clips: the teacher's probability of each true
+    class, and the order the selection strategy (``params.memory.selection``) keeps them in."""
+    confidence = true_class_confidence(predict_proba(teacher, data, num_workers=num_workers), data.labels)
+    candidates = Candidates(data.labels, confidence, lambda: embed(teacher, data, num_workers=num_workers), seed)
+    return confidence, SELECTIONS.build(selection)(candidates)
+
+
+def accuracy_by_group(model: VideoRecognizer, data, groups: np.ndarray, names: list[str], *,
+                      num_workers: int = 0) -> tuple[list[float], float, np.ndarray]:
+    """Accuracy on each group of ``data``'s clips (``groups [N]``, e.g. batch ids) in ``names``,
+    overall, and the predictions ``[N]``."""
+    predicted = predict_proba(model, data, num_workers=num_workers).argmax(1)
+    correct = predicted == data.labels
+    overall = float(correct.mean()) if len(correct) else float("nan")
+    return metrics.group_accuracy(correct, np.asarray(groups), names), overall, predicted
