@@ -5,8 +5,9 @@
 - ``vidcil_batch`` is scheduled on that asset (``max_active_runs=1``: batch k needs the champion
   of batch k-1). A run takes the oldest announced batch that is still pending (events that fold
   into one run are not lost: each run takes the next pending batch and announces the rest again),
-  runs one task per pipeline step (each calls the component; no step logic here), branches on the
-  gates (promote / hold), and is idempotent per batch id. ``distil`` runs in the worker or as a
+  runs one task per step of the pipeline spec (``vidcil.pipeline.spec.PIPELINE``; each calls the
+  step; no step logic here), branches on the gates as the spec says (promote / hold), and is
+  idempotent per batch id. ``distil`` runs in the worker or as a
   GPU Kubernetes pod: ``orchestration.distil_on`` in params.yaml, or ``VIDCIL_DISTIL_ON``.
 
 Settings: ``VIDCIL_PROJECT_DIR`` (the checkout with params.yaml; default: this folder's parent) and
@@ -24,12 +25,12 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from vidcil.config import KubernetesParams, Params
-from vidcil.pipeline.runner import STEPS, decision_step
+from vidcil.config import Params
+from vidcil.pipeline.spec import PIPELINE, Step
 
 PROJECT_DIR = Path(os.environ.get("VIDCIL_PROJECT_DIR", Path(__file__).resolve().parent.parent))
 PARAMS_FILE = Path(os.environ.get("VIDCIL_PARAMS", PROJECT_DIR / "params.yaml"))
-PARAMS = Params.load(PARAMS_FILE)
+PARAMS = Params.load(PARAMS_FILE, plugins=False)  # parsing imports neither torch nor MLflow
 LANDING_URI = PARAMS.orchestration.landing_uri or str((PROJECT_DIR / PARAMS.paths.landing).resolve())
 DISTIL_ON = os.environ.get("VIDCIL_DISTIL_ON", PARAMS.orchestration.distil_on)
 INCOMING = Asset(name="vidcil_incoming_batches",
@@ -51,7 +52,7 @@ def run_component(step: str, batch_id: str) -> dict:
     from vidcil.pipeline.runner import run_step
 
     try:
-        out = run_step(Params.load(PARAMS_FILE), step, batch_id)
+        out = run_step(Params.load(PARAMS_FILE), step, batch_id)  # options typed here, at run time
     except BatchRejected as e:  # a verdict, not a transient failure: no retry, reason in the UI
         raise AirflowFailException(f"batch {batch_id} rejected: {e}") from e
     small = {k: v for k, v in out.items() if v is None or isinstance(v, (str, int, float, bool))}
@@ -63,7 +64,7 @@ def _status(batch_id: str) -> str:
     from vidcil.io import mlflow_registry
     from vidcil.pipeline.state import batch_status
 
-    params = Params.load(PARAMS_FILE)
+    params = Params.load(PARAMS_FILE, plugins=False)
     mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     return batch_status(params, batch_id)
 
@@ -99,57 +100,54 @@ def vidcil_landing_watcher():
     announce.expand(batch_id=find_new_batches())
 
 
-def distil_pod_operator(cfg: KubernetesParams, batch_id: str):
-    """The distil step as a GPU pod: ``python -m components.distil <batch>`` from the trainer image
-    (infra/Dockerfile.trainer) in the project folder, a ReadWriteMany claim holding params.yaml, the
-    data store and the step outputs; MLflow over HTTP; credentials from Kubernetes Secrets by
-    reference (``envFrom``), never literal values; XCom empty (the output is ``runs/<batch>/distil.json``
-    on the claim). ``batch_id`` may be a Jinja template.
+def pod_operator(step: Step, batch_id: str):
+    """The step as a Kubernetes pod (``vidcil.pipeline.pod.step_pod``: the spec every runner shares):
+    a GPU node when the step asks for one, in-memory ``/dev/shm``, the project's ReadWriteMany claim,
+    Secrets by reference (``envFrom``), never literal values; XCom empty (the output is
+    ``runs/<batch>/<step>.json`` on the claim). ``batch_id`` may be a Jinja template.
     """
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
+    from vidcil.pipeline.pod import step_pod
+
+    cfg = PARAMS.orchestration.kubernetes
+    pod = step_pod(cfg, step, batch_id)
+    volumes = [k8s.V1Volume(name=v.name, persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                   claim_name=v.claim)) if v.claim else
+               k8s.V1Volume(name=v.name, empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=v.size_limit))
+               for v in pod.volumes]
     return KubernetesPodOperator(
-        task_id="distil",
-        name="vidcil-distil",
+        task_id=step.name,
+        name=pod.name,
         random_name_suffix=True,
-        namespace=cfg.namespace,
+        namespace=pod.namespace,
         kubernetes_conn_id=cfg.kubernetes_conn_id,
-        image=cfg.image,
-        cmds=["python", "-m", "components.distil"],
-        arguments=[batch_id, "--params", f"{cfg.project_dir}/params.yaml"],
-        env_vars=[k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value=cfg.mlflow_tracking_uri),
-                  k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1")],
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=s)) for s in cfg.secrets],
-        container_resources=k8s.V1ResourceRequirements(
-            requests={"cpu": cfg.cpu, "memory": cfg.memory},
-            limits={"memory": cfg.memory, **({"nvidia.com/gpu": str(cfg.gpus)} if cfg.gpus else {})},
-        ),
-        node_selector=cfg.node_selector,
-        tolerations=[k8s.V1Toleration(**t) for t in cfg.tolerations],
-        volumes=[
-            k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=cfg.shm_size)),
-            k8s.V1Volume(name="project", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
-                claim_name=cfg.store_claim)),
-        ],
-        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
-                       k8s.V1VolumeMount(name="project", mount_path=cfg.project_dir)],
-        service_account_name=cfg.service_account,
-        labels={"app.kubernetes.io/name": "vidcil", "app.kubernetes.io/component": "distil"},
-        schedule_timeout_seconds=cfg.schedule_timeout_seconds,  # GPU nodes that autoscale from zero
-        startup_timeout_seconds=cfg.startup_timeout_seconds,  # pulling a large CUDA image
+        image=pod.image,
+        cmds=pod.command,
+        arguments=pod.args,
+        env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in pod.env.items()],
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=s)) for s in pod.secrets],
+        container_resources=k8s.V1ResourceRequirements(requests=pod.requests, limits=pod.limits),
+        node_selector=pod.node_selector,
+        tolerations=[k8s.V1Toleration(**t) for t in pod.tolerations],
+        volumes=volumes,
+        volume_mounts=[k8s.V1VolumeMount(name=v.name, mount_path=v.mount_path) for v in pod.volumes],
+        service_account_name=pod.service_account,
+        labels=pod.labels,
+        schedule_timeout_seconds=pod.schedule_timeout_seconds,  # GPU nodes that autoscale from zero
+        startup_timeout_seconds=pod.startup_timeout_seconds,  # pulling a large CUDA image
+        active_deadline_seconds=pod.active_deadline_seconds,
         on_finish_action="delete_pod",
         reattach_on_restart=True,
         get_logs=True,
         do_xcom_push=False,
-        execution_timeout=timedelta(hours=6),
+        execution_timeout=timedelta(seconds=pod.schedule_timeout_seconds + pod.active_deadline_seconds),
     )
 
 
-def _distil_task():
-    if DISTIL_ON == "kubernetes":
-        return distil_pod_operator(PARAMS.orchestration.kubernetes, "{{ ti.xcom_pull(task_ids='pick_batch') }}")
-    return task(task_id="distil")(lambda batch_id: run_component("distil", batch_id))
+def _on_kubernetes(step: Step) -> bool:
+    return step.resources.gpu and DISTIL_ON == "kubernetes"
 
 
 @dag(
@@ -177,22 +175,14 @@ def vidcil_batch():
         print(f"processing {pending[0]}; still pending after it: {pending[1:]}")
         return pending[0]
 
-    @task
-    def land(batch_id: str) -> str:
-        """Bring the batch from the landing zone (a folder or S3) into the project's landing folder."""
-        from vidcil.io.landing import LandingZone
-
-        dest = PROJECT_DIR / PARAMS.paths.landing / batch_id
-        if not (dest / "labels.csv").is_file():
-            LandingZone(LANDING_URI).fetch(batch_id, dest)
-        return batch_id
-
     def step_task(step: str):
         return task(task_id=step)(lambda batch_id: run_component(step, batch_id))
 
+    branch = PIPELINE.branch
+
     @task.branch
-    def decide(gates: dict) -> str:
-        return decision_step(gates)  # the task id: "promote" or "hold"
+    def decide(output: dict) -> str:
+        return branch.if_true.name if output[branch.on] else branch.if_false.name  # the task id
 
     @task(inlets=[INCOMING], outlets=[INCOMING], trigger_rule="all_done", retries=0)
     def continue_stream(batch_id: str) -> None:
@@ -210,15 +200,18 @@ def vidcil_batch():
                                                     "continued_from": batch_id}
 
     batch = pick_batch()
-    previous = land(batch)
-    for step in STEPS:
-        current = _distil_task() if step == "distil" else step_task(step)
-        current = current if step == "distil" and DISTIL_ON == "kubernetes" else current(batch)
-        previous >> current
+    previous = batch
+    for step in PIPELINE.steps:
+        if _on_kubernetes(step):
+            current = pod_operator(step, "{{ ti.xcom_pull(task_ids='pick_batch') }}")
+            previous >> current
+        else:
+            current = step_task(step.name)(batch)
+            if previous is not batch:
+                previous >> current
         previous = current
-    branch = decide(previous)
-    decisions = [step_task("promote")(batch), step_task("hold")(batch)]
-    branch >> decisions >> continue_stream(batch)
+    decisions = [step_task(branch.if_true.name)(batch), step_task(branch.if_false.name)(batch)]
+    decide(previous) >> decisions >> continue_stream(batch)
 
 
 vidcil_landing_watcher()

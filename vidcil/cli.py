@@ -50,8 +50,7 @@ def _validate(params: Params, batch_dir: Path, report: Path | None) -> int:
     """Check a batch folder against the contract and the GX suite; store nothing. Exit 3 if rejected."""
     from rich.console import Console
 
-    from vidcil.io.validation import validate_batch, write_report
-    from vidcil.pipeline.steps import known_videos, validation_rules
+    from vidcil.io.validation import known_videos, validate_batch, validation_rules, write_report
     from vidcil.io.store import Store
 
     known = known_videos(Store(params.paths.store), batch_dir.name)
@@ -108,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run: tiny stream, one seed, few epochs")
     p.add_argument("--no-ablation", action="store_true", help="skip the memory ablation")
     args = parser.parse_args(argv)
-    params = Params.load(args.params)
+    if not Path(args.params).is_file() and args.params != parser.get_default("params"):
+        parser.error(f"--params {args.params}: no such file")
+    # validate and generate only read video: plugin options stay unparsed, torch and MLflow unimported
+    params = Params.load(args.params, plugins=args.command not in ("validate", "generate"))
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    if args.command == "validate":
+        return _validate(params, args.batch_dir, args.report)
 
     from vidcil.pipeline import runner as pipeline
 
@@ -121,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         print((args.out / "benchmark.md").read_text())
         print(f"wall time: {result['wall_seconds']:.0f} s; written: {args.out}/benchmark.json, benchmark.md, plots/")
         return 0
-    if args.command == "validate":
-        return _validate(params, args.batch_dir, args.report)
     if args.command == "generate":
         if args.profile == "bundled" and (args.class_batches or args.per_class or args.max_seconds):
             parser.error("--class-batches, --per-class and --max-seconds are for --profile realistic "

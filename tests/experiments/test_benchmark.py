@@ -11,7 +11,7 @@ from vidcil.experiments.methods import ABLATIONS, METHODS
 from vidcil.experiments.report import at_batch, last_new_class_batch
 from vidcil.experiments.runner import load_stream
 from vidcil.io.inputs import frame_cache
-from vidcil.pipeline.steps import validation_rules
+from vidcil.io.validation import validation_rules
 
 pytestmark = pytest.mark.e2e
 

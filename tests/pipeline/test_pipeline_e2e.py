@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -88,7 +89,29 @@ def test_champion_carries_its_lineage(stream):
     run = mlflow.get_run(champ.run_id)
     assert {"accuracy_all_seen", "mean_forgetting", "memory_bytes", "optimizer_steps"} <= set(run.data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(champ.run_id, "plots")}
-    assert artifacts == {"plots/accuracy_matrix.png", "plots/accuracy_memory_vs_batch.png"}
+    assert artifacts == {"plots/accuracy_matrix.png", "plots/accuracy_memory_vs_batch.png", "plots/confusion_matrix.png"}
+    # Per-class accuracy of every class seen so far, and the batch as the run's dataset (digest: DVC's md5).
+    classes = json.loads(tags["class_names"])
+    assert {f"accuracy_class/{c}" for c in classes} <= set(run.data.metrics)
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "batch b002" and dataset.dataset.digest == tags["data_version"][:36]
+    # One line in the registry UI saying what the version is and why it was decided so.
+    assert champ.description.startswith("batch b002: accuracy ") and champ.description.endswith(
+        "promoted (all gates passed)")
+
+
+def test_model_is_logged_from_code_and_loads_without_unpickling(stream, monkeypatch):
+    params, _ = stream
+    champ = _version(params, "champion")
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{params.mlflow.model_name}/{champ.version}"))
+    assert not list(local.rglob("*.pkl"))  # no pickled python_model
+    assert "code_model" in (local / "MLmodel").read_text()
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    model = mlflow.pyfunc.load_model(str(local))
+    example = np.zeros((1, *model.metadata.get_input_schema().inputs[0].shape[1:]), dtype=np.float32)
+    probs = model.predict(example)
+    assert probs.shape == (1, len(json.loads(mlflow_registry.tag(champ, "class_names"))))
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
 def test_accuracy_matrix_row_of_batch_0_after_batch_1_is_measured(stream):

@@ -23,7 +23,7 @@ from vidcil.experiments import report
 from vidcil.experiments.methods import ABLATIONS, METHODS
 from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
 from vidcil.io.inputs import frame_cache
-from vidcil.pipeline.steps import validation_rules
+from vidcil.io.validation import validation_rules
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -1,8 +1,8 @@
 """MLflow adapter: tracking location, model logging, registry look-ups and aliases.
 
-A model is logged as an MLflow ``pyfunc`` whose artifacts are a ``state_dict`` and the JSON
-architecture config; it is loaded back with ``torch.load(weights_only=True)``, never by
-unpickling a module. Which batch is done, which version is champion and why a version was held
+A model is logged as an MLflow ``pyfunc`` "from code" (:mod:`vidcil.io.serving_model`) whose
+artifacts are a ``state_dict`` and the JSON architecture config; it is loaded back with
+``torch.load(weights_only=True)``, never by unpickling a Python object. Which batch is done, which version is champion and why a version was held
 are all read from the registry (version tags and aliases): there is no second ledger.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from vidcil.core.models.tsm import VideoRecognizer
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "vidcil."  # prefix of every tag this project writes
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # vidcil/, logged with the model as its code
 
 
 def configure(tracking_uri: str | None, experiment: str, artifact_location: str | None = None) -> str:
@@ -44,7 +46,9 @@ def configure(tracking_uri: str | None, experiment: str, artifact_location: str 
         location = artifact_location
         if location is None and uri.startswith("sqlite:///"):
             location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-        mlflow.create_experiment(experiment, artifact_location=location)
+        # A training project, not a GenAI one: MLflow's UI reads this tag for the experiment's kind.
+        mlflow.create_experiment(experiment, artifact_location=location,
+                                 tags={"mlflow.experimentKind": "custom_model_development"})
     mlflow.set_experiment(experiment)
     return uri
 
@@ -107,11 +111,11 @@ def log_model(checkpoint: Path, example: np.ndarray) -> str:
     )
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=VideoClassifier(),
+        python_model=str(PACKAGE_ROOT / "io" / "serving_model.py"),  # from code: nothing pickled
         artifacts={"checkpoint": str(checkpoint)},
         signature=signature,
         input_example=example.astype(np.float32),
-        code_paths=[str(PROJECT_ROOT / "vidcil")],
+        code_paths=[str(PACKAGE_ROOT)],
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
                           f"numpy=={np.__version__}", "torchvision"],
     )
@@ -157,6 +161,17 @@ def register(model_uri: str, name: str, tags: dict[str, str]) -> ModelVersion:
         pass  # exists already
     version = mlflow.register_model(model_uri, name, tags={f"{TAG}{k}": str(v) for k, v in tags.items()})
     return c.get_model_version(name, version.version)
+
+
+def describe(name: str, version: str, description: str) -> None:
+    """The one line the registry UI shows for a version."""
+    client().update_model_version(name, version, description=description)
+
+
+def metric_key(text: str) -> str:
+    """``text`` (e.g. a class name) as part of an MLflow metric name (letters, digits, ``_ - . : /`` and spaces)."""
+    key = re.sub(r"[^\w.\- :/]", "_", text).strip("/")
+    return re.sub(r"/+", "/", key)[:200] or "_"
 
 
 def set_tags(name: str, version: str, tags: dict[str, str]) -> None:

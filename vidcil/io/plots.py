@@ -46,6 +46,27 @@ def stream_curves(record: dict):
     return fig
 
 
+def confusion_matrix(classes: list[str], matrix: list[list[int]], title: str = ""):
+    """Heatmap of ``C[i, j]``: test clips of class ``i`` (rows) predicted as ``j`` (columns)."""
+    C = np.asarray(matrix)
+    side = 1.5 + 0.45 * len(classes)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    im = ax.imshow(C, cmap="Blues")
+    for (i, j), v in np.ndenumerate(C):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > C.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, path) -> None:
     fig.savefig(path, dpi=100)
     close(fig)

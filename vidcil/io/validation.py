@@ -342,3 +342,19 @@ def write_report(verdict: Verdict, report_dir: Path) -> dict:
 
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validation_rules(params) -> Rules:
+    """The suite's thresholds from ``params.validation``; ``min_frames`` defaults to what the model samples."""
+    rules = params.validation.model_dump()
+    return Rules(**rules | {"min_frames": rules["min_frames"] or params.model.num_segments})
+
+
+def known_videos(store, batch_id: str) -> dict[str, str]:
+    """sha256 -> ``<batch>/<video>`` of every video accepted in another batch of ``store`` (duplicate check)."""
+    known = {}
+    for b in store.accepted():
+        if b != batch_id:
+            m = store.manifest(b)
+            known.update((sha, f"{b}/{video}") for sha, video in zip(m["sha256"], m["video"]))
+    return known

@@ -1,6 +1,5 @@
-"""One pipeline definition that every runner reads: the steps of a batch, in order.
-
-``STEPS`` is the order; Airflow, Kubeflow, DVC and the in-process runner below all run it.
+"""The in-process runner: every step of :data:`~vidcil.pipeline.spec.PIPELINE` for a batch, in this
+process (a laptop, ``vidcil run-stream``, ``dvc repro``); and the stream's report and table.
 """
 
 from __future__ import annotations
@@ -8,45 +7,23 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
 
-from vidcil.io import plots
-from vidcil.io import mlflow_registry
-from vidcil.pipeline import steps
 from vidcil.config import Params
+from vidcil.io import mlflow_registry, plots
 from vidcil.io.contract import BatchRejected
+from vidcil.pipeline.spec import PIPELINE
 from vidcil.pipeline.state import batch_run_record
-
-STEPS: dict[str, Callable[[Params, str], dict]] = {
-    "validate": steps.validate,
-    "select_exemplars": steps.select_exemplars,
-    "extract_keyframes": steps.extract_keyframes,
-    "distil": steps.distil,
-    "evaluate": steps.evaluate,
-    "register": steps.register,
-    "gates": steps.gates,
-}
-# After the gates, one of these (the branch): passed -> promote, failed -> hold.
-DECISIONS: dict[str, Callable[[Params, str], dict]] = {"promote": steps.promote, "hold": steps.hold}
-ALL_STEPS = STEPS | DECISIONS
-
-
-def decision_step(gates_output: dict) -> str:
-    """The branch after the gates: the name of the step that applies their result."""
-    return "promote" if gates_output["passed"] else "hold"
-
 
 console = Console(stderr=True)
 
 
 def run_step(params: Params, step: str, batch_id: str) -> dict:
-    if step not in ALL_STEPS:
-        raise KeyError(f"unknown step {step!r}; steps: {', '.join(ALL_STEPS)}")
+    function = PIPELINE.step(step).load()
     mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
-    return ALL_STEPS[step](params, batch_id)
+    return function(params, batch_id)
 
 
 def run_batch(params: Params, batch_id: str) -> dict:
@@ -58,12 +35,13 @@ def run_batch(params: Params, batch_id: str) -> dict:
                       f"{mlflow_registry.tag(done, 'decision')}); nothing to do[/]")
         return {"batch_id": batch_id, "version": done.version, "decision": mlflow_registry.tag(done, "decision"),
                 "skipped": True}
-    out = {}
-    for name, step in STEPS.items():
+    outputs = {}
+    for step in PIPELINE.steps:
         start = time.perf_counter()
-        out = step(params, batch_id)
-        console.print(f"{batch_id} {name:<18} {time.perf_counter() - start:6.1f} s")
-    return DECISIONS[decision_step(out)](params, batch_id)
+        outputs[step.name] = step.load()(params, batch_id)
+        if step.name != "land":
+            console.print(f"{batch_id} {step.name:<18} {time.perf_counter() - start:6.1f} s")
+    return PIPELINE.branch.choose(outputs[PIPELINE.branch.after]).load()(params, batch_id)
 
 
 def run_stream(params: Params, batch_ids: list[str] | None = None) -> list[dict]:

@@ -1,6 +1,7 @@
 """The per-batch steps. Each takes the validated params and a batch id, reads what earlier steps
 wrote (``runs/<batch_id>/<step>.json``, the data store, the MLflow registry) and writes its own
-small JSON output. ``vidcil.pipeline.runner.STEPS`` gives their order; components/ wraps each one.
+small JSON output. :data:`vidcil.pipeline.spec.PIPELINE` gives their order, inputs and outputs;
+components/ wraps each one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from vidcil.io import mlflow_registry
 from vidcil.io import data_versions
 from vidcil.config import Params
 from vidcil.io.contract import MANIFEST_COLUMNS, BatchRejected, content_hash
-from vidcil.io.validation import BATCH_ID, MANIFEST_FACTS, Rules, Verdict, validate_batch, write_report
+from vidcil.io.validation import (
+    BATCH_ID, MANIFEST_FACTS, Verdict, known_videos, validate_batch, validation_rules, write_report,
+)
 from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_options
 from vidcil.core.learner import accuracy_by_group, exemplar_priority, learn_batch, make_student
 from vidcil.core.memory.ranking import rank_exemplars
@@ -42,22 +45,21 @@ def _store(params: Params) -> Store:
     return Store(params.paths.store)
 
 
+# -- 0. land --------------------------------------------------------------------------------
+
+def land(params: Params, batch_id: str) -> dict:
+    """Bring the batch from the landing zone (``orchestration.landing_uri``: a folder or an S3 prefix)
+    into ``paths.landing``; nothing to do when it lands there directly or is there already."""
+    from vidcil.io.landing import LandingZone
+
+    dest = params.paths.landing / batch_id
+    uri = params.orchestration.landing_uri
+    if uri and not (dest / "labels.csv").is_file():
+        LandingZone(uri).fetch(batch_id, dest)
+    return write_output(params, batch_id, "land", {"batch_id": batch_id, "landing": str(dest), "source": uri})
+
+
 # -- 1. validate -----------------------------------------------------------------------------
-
-def validation_rules(params: Params) -> Rules:
-    rules = params.validation.model_dump()  # the same fields; min_frames defaults to what the model samples
-    return Rules(**rules | {"min_frames": rules["min_frames"] or params.model.num_segments})
-
-
-def known_videos(store: Store, batch_id: str) -> dict[str, str]:
-    """sha256 → ``<batch>/<video>`` of every video accepted in another batch (duplicate check)."""
-    known = {}
-    for b in store.accepted():
-        if b != batch_id:
-            m = store.manifest(b)
-            known.update((sha, f"{b}/{video}") for sha, video in zip(m["sha256"], m["video"]))
-    return known
-
 
 def _batch_id_problem(batch_id: str, accepted: list[str]) -> str | None:
     if not BATCH_ID.match(batch_id):
@@ -379,6 +381,7 @@ def register(params: Params, batch_id: str) -> dict:
                            | {"optimizer_steps": trained["optimizer_steps"], "train_seconds": trained["train_seconds"]})
         for step in ("validate", "select_exemplars", "extract_keyframes", "distil", "evaluate"):
             mlflow.log_artifact(str(run_dir(params, batch_id) / f"{step}.json"), "steps")
+        _log_batch_data(params, batch_id, valid, ev)
         model_uri = mlflow_registry.log_model(checkpoint, example)
         tags = {
             "batch_id": batch_id, "data_hash": valid["data_hash"], "data_version": valid["data_version"],
@@ -394,6 +397,23 @@ def register(params: Params, batch_id: str) -> dict:
         mlflow_registry.client().set_registered_model_alias(name, mlflow_registry.CHALLENGER, version.version)
     return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": version.version,
                                                        "run_id": run.info.run_id, "reused": False})
+
+
+def _log_batch_data(params: Params, batch_id: str, valid: dict, ev: dict) -> None:
+    """The batch as the run's training dataset (digest: its DVC version), per-class accuracy, confusion."""
+    store = _store(params)
+    version = valid["data_version"] if valid["data_version"] != data_versions.UNTRACKED else valid["data_hash"]
+    dataset = mlflow.data.from_pandas(store.manifest(batch_id), source=str(store.batch_dir(batch_id).resolve()),
+                                      name=f"batch {batch_id}", digest=str(version)[:36], targets="label")
+    mlflow.log_input(dataset, context="training", tags={"dvc_version": str(version)})
+    confusion = ev.get("confusion")
+    if confusion:
+        mlflow.log_metrics({f"accuracy_class/{mlflow_registry.metric_key(c)}": a
+                            for c, a in ev["per_class_accuracy"].items() if a == a})  # NaN: no test clip
+        mlflow.log_dict(confusion, "evaluation/confusion_matrix.json")
+        fig = plots.confusion_matrix(confusion["classes"], confusion["matrix"], f"after {batch_id}: all seen classes")
+        mlflow.log_figure(fig, "plots/confusion_matrix.png")
+        plots.close(fig)
 
 
 def _input_example(params: Params, batch_id: str) -> np.ndarray:
@@ -458,6 +478,10 @@ def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
     decision = "promoted" if promoted else "held"
     mlflow_registry.set_tags(name, version.version, {
         "decision": decision, "previous_champion": previous.version if previous else "none"})
+    why = "all gates passed" if promoted else "; ".join(gate["reasons"]) or "a gate failed"
+    mlflow_registry.describe(name, version.version, (
+        f"batch {batch_id}: accuracy {ev['challenger_accuracy']:.3f} on {len(ev['confusion']['classes'])} classes "
+        f"seen so far, mean forgetting {ev['mean_forgetting']:+.3f}; {decision} ({why})"))
     with mlflow.start_run(run_id=reg["run_id"]):
         mlflow.log_dict(record, "stream.json")
         mlflow.log_metrics({f"gate_{k}": float(v["passed"]) for k, v in gate["checks"].items()})
