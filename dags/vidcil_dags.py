@@ -210,8 +210,8 @@ def vidcil_batch():
             if previous is not batch:
                 previous >> current
         previous = current
-    decisions = [step_task(branch.if_true.name)(batch), step_task(branch.if_false.name)(batch)]
-    decide(previous) >> decisions >> continue_stream(batch)
+    chosen = decide(previous)
+    chosen >> [step_task(branch.if_true.name)(batch), step_task(branch.if_false.name)(batch)] >> continue_stream(batch)
 
 
 vidcil_landing_watcher()

@@ -282,6 +282,10 @@ class Params(_Section):
                              f"({self.model.num_segments}): TSN sampling needs frames to choose from")
         return self
 
+    def typed(self) -> "Params":
+        """These params with every plugin's options typed by its own config (imports the plugins)."""
+        return type(self).model_validate(self.model_dump(), context={"plugins": True})
+
     @classmethod
     def load(cls, path: str | Path = "params.yaml", *, plugins: bool = True) -> "Params":
         """``plugins=False``: plugin kinds are checked, their options not (nothing heavy is imported)."""

@@ -88,6 +88,11 @@ def test_champion_carries_its_lineage(stream):
     assert tags["decision"] == "promoted" and tags["previous_champion"] == str(teacher.version)
     run = mlflow.get_run(champ.run_id)
     assert {"accuracy_all_seen", "mean_forgetting", "memory_bytes", "optimizer_steps"} <= set(run.data.metrics)
+    # Training logged its epochs live into the same run the model version points at.
+    trained = read_output(params, "b002", "distil")
+    assert trained["run_id"] == champ.run_id
+    losses = mlflow.MlflowClient().get_metric_history(champ.run_id, "train_loss")
+    assert [m.step for m in losses] == list(range(trained["epochs"]))
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(champ.run_id, "plots")}
     assert artifacts == {"plots/accuracy_matrix.png", "plots/accuracy_memory_vs_batch.png", "plots/confusion_matrix.png"}
     # Per-class accuracy of every class seen so far, and the batch as the run's dataset (digest: DVC's md5).

@@ -13,10 +13,12 @@ Gates (thresholds in ``params.yaml`` under ``gates``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vidcil.config import GateParams
+if TYPE_CHECKING:  # the params section; core does not import the config layer
+    from vidcil.config import GateParams
 
 
 @dataclass(frozen=True)

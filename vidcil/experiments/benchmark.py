@@ -63,7 +63,7 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(params.train.threads)
-    params = params.model_copy(update={  # the benchmark's own budget and clip length, for every method
+    params = params.typed().model_copy(update={  # the benchmark's own budget and clip length, for every method
         "memory": params.memory.model_copy(update={"budget_bytes": params.experiments.memory_budget_bytes}),
         "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments}),
         "data": params.data.model_copy(update={"input_size": params.experiments.input_size,
@@ -125,8 +125,8 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
                    "batch_classes": [sorted(set(b.rows["label"])) for b in stream.batches], "rejected": stream.rejected,
                    "train_videos": [int((b.rows["split"] == "train").sum()) for b in stream.batches],
                    "test_videos": [int((b.rows["split"] == "test").sum()) for b in stream.batches]},
-        "settings": {"quick": quick, "model": p.model.model_dump(mode="json"), "train": p.train.model_dump(),
-                     "distil": p.distil.model_dump(), "memory": p.memory.model_dump(),
+        "settings": {"quick": quick, **{k: v for k, v in p.model_dump(mode="json").items()
+                                        if k in ("model", "train", "distil", "memory")},
                      "device": "cuda" if torch.cuda.is_available() else f"cpu ({p.train.threads} threads)"},
         "seeds": seeds, "ablation_seeds": ablation_seeds, "wall_seconds": round(time.perf_counter() - start, 1),
         "runs": results, "summary": summary, "ablation_summary": ablation_summary, "compute": compute, "single_frame": single_summary,

@@ -22,12 +22,14 @@ console = Console(stderr=True)
 
 def run_step(params: Params, step: str, batch_id: str) -> dict:
     function = PIPELINE.step(step).load()
+    params = params.typed()  # the same recipe however the params were made (file, code, a test)
     mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     return function(params, batch_id)
 
 
 def run_batch(params: Params, batch_id: str) -> dict:
     """Every step for one batch. A batch that is registered and decided already is skipped whole."""
+    params = params.typed()
     mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     done = mlflow_registry.version_for_batch(params.mlflow.model_name, batch_id)
     if done is not None and mlflow_registry.tag(done, "decision"):

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from vidcil.io import plots
 from vidcil.io import mlflow_registry
 from vidcil.io import data_versions
+from vidcil.io.code_version import code_version
 from vidcil.config import Params
 from vidcil.io.contract import MANIFEST_COLUMNS, BatchRejected, content_hash
 from vidcil.io.validation import (
@@ -271,10 +271,18 @@ def distil(params: Params, batch_id: str) -> dict:
     start = time.perf_counter()
     label = f"{batch_id} {'distil' if teacher else 'train'}"
     resumed = int((load_training_checkpoint(checkpoint, fingerprint) or {}).get("epoch", 0))
-    with EpochProgress(label, epochs, len(data), start_epoch=resumed) as progress:
+    run_id = _batch_run(params, batch_id, fingerprint, resuming=resumed > 0)
+
+    def epoch_done(epoch: int, row: dict) -> None:
+        progress.epoch_done(epoch, row)
+        mlflow.log_metrics({f"train_{k}": v for k, v in row.items()}, step=epoch)  # live in the UI
+
+    # Training runs inside the batch's MLflow run (register adds the model to it), with system metrics.
+    with mlflow.start_run(run_id=run_id, log_system_metrics=True), \
+            EpochProgress(label, epochs, len(data), start_epoch=resumed) as progress:
         result = learn_batch(
             student, data, teacher=teacher, distil=params.distil, train_options=params.train,
-            seed=params.train.seed, on_epoch=progress.epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
+            seed=params.train.seed, on_epoch=epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
             **train_options(params),
         )
     wall = time.perf_counter() - start
@@ -287,12 +295,28 @@ def distil(params: Params, batch_id: str) -> dict:
         "memory_clips": len(memory.entries), "epochs": result.epochs, "optimizer_steps": result.steps,
         "resumed_from_epoch": result.resumed_from_epoch, "train_seconds": round(wall, 1),
         "history": result.history, "model_parameters": sum(p.numel() for p in student.parameters()),
+        "run_id": run_id,
     })
+
+
+def _batch_run(params: Params, batch_id: str, fingerprint: str, *, resuming: bool) -> str:
+    """The MLflow run of this batch's training: when resuming a checkpoint, the run that training
+    started in (a killed distil's); else a new one. Recorded in ``runs/<batch>/train_run.json``."""
+    record = run_dir(params, batch_id) / "train_run.json"
+    if resuming and record.is_file():
+        known = json.loads(record.read_text())
+        if known.get("fingerprint") == fingerprint:
+            return known["run_id"]
+    run = mlflow_registry.client().create_run(
+        mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id,
+        tags={f"{mlflow_registry.TAG}batch_id": batch_id, "mlflow.runName": batch_id})
+    record.write_text(json.dumps({"run_id": run.info.run_id, "fingerprint": fingerprint}))
+    return run.info.run_id
 
 
 def _training_fingerprint(params: Params, champ, class_names: list[str], refs, epochs: int) -> str:
     """What a checkpoint must match to be resumed: the teacher, the data (by content) and the recipe."""
-    recipe = {k: params.model_dump(mode="json")[k] for k in ("model", "train", "distil", "data")}
+    recipe = {k: params.typed().model_dump(mode="json")[k] for k in ("model", "train", "distil", "data")}
     for knob in ("num_workers", "cache_max_bytes", "pin_memory"):  # they do not change what is learnt
         del recipe["data"][knob]
     return hashlib.sha256(json.dumps({
@@ -349,17 +373,6 @@ def evaluate(params: Params, batch_id: str) -> dict:
 
 # -- 6. register -----------------------------------------------------------------------------
 
-def _code_version() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=mlflow_registry.PROJECT_ROOT).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=mlflow_registry.PROJECT_ROOT).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def register(params: Params, batch_id: str) -> dict:
     """Log the run (params, metrics, plots, model) and register a version with lineage tags."""
     name = params.mlflow.model_name
@@ -371,11 +384,10 @@ def register(params: Params, batch_id: str) -> dict:
     trained, ev = read_output(params, batch_id, "distil"), read_output(params, batch_id, "evaluate")
     checkpoint = run_dir(params, batch_id) / "model"
     example = _input_example(params, batch_id)
-    with mlflow.start_run(run_name=batch_id, tags={f"{mlflow_registry.TAG}batch_id": batch_id}) as run:
+    with mlflow.start_run(run_id=trained.get("run_id")) as run:  # the run distil trained in
         mlflow.log_params({f"{section}.{k}": v for section, values in params.model_dump(mode="json").items()
-                           if section not in ("paths", "mlflow", "benchmark") for k, v in values.items()})
-        for epoch, row in enumerate(trained["history"]):
-            mlflow.log_metrics({f"train_{k}": v for k, v in row.items()}, step=epoch)
+                           if section not in ("paths", "mlflow", "benchmark", "distil") for k, v in values.items()}
+                          | {f"distil.{k}": v for k, v in (params.model_dump(mode="json")["distil"] or {}).items()})
         mlflow.log_metrics({k: ev[k] for k in ("accuracy_all_seen", "accuracy_new", "forgetting_first",
                                                 "mean_forgetting", "backward_transfer", "memory_bytes")}
                            | {"optimizer_steps": trained["optimizer_steps"], "train_seconds": trained["train_seconds"]})
@@ -388,7 +400,7 @@ def register(params: Params, batch_id: str) -> dict:
             "test_index_version": valid["test_index_version"], "memory_version": memory["memory_version"],
             "memory_path": memory["memory_path"], "memory_hash": memory["memory_hash"],
             "memory_bytes": memory["memory_bytes"],
-            "code_version": _code_version(), "teacher_version": trained["teacher_version"] or "none",
+            "code_version": code_version(mlflow_registry.PROJECT_ROOT), "teacher_version": trained["teacher_version"] or "none",
             "pending_batches": ",".join(trained["pending_batches"]),
             "class_names": json.dumps(trained["class_names"]),
             "accuracy_all_seen": f"{ev['accuracy_all_seen']:.4f}", "mean_forgetting": f"{ev['mean_forgetting']:.4f}",
