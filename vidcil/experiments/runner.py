@@ -124,22 +124,24 @@ class RunResult:
 
 
 class Evaluator:
-    """Accuracy of a model on each batch's test videos, as the pipeline's evaluate step computes it."""
+    """Accuracy of a model on each batch's test videos, as the pipeline's evaluate step computes it
+    (:func:`~vidcil.core.learner.accuracy_by_group`), one batch's test set at a time (datasets built once)."""
 
     def __init__(self, stream: Stream, params: Params, num_segments: int | None = None):
         self.options = loader_options(params)
-        refs = [r for b in stream.batches for r in stream.refs(b, "test")]
         self.ids = [b.batch_id for b in stream.batches]
-        self.data = clip_dataset(params, refs, train=False, num_segments=num_segments, cache=stream.cache)
-        self.groups = np.array([r.batch_id for r in refs])
+        self.sets = [clip_dataset(params, stream.refs(b, "test"), train=False, num_segments=num_segments,
+                                  cache=stream.cache) for b in stream.batches]
 
     def __call__(self, model: VideoRecognizer, k: int) -> tuple[list[float], float]:
         """Per-batch accuracy on batches ``0..k`` and the accuracy over all their test videos."""
-        seen = np.isin(self.groups, self.ids[: k + 1])
-        data = copy.copy(self.data)
-        data.refs = [r for r, s in zip(self.data.refs, seen) if s]
-        row, overall, _ = accuracy_by_group(model, data, self.groups[seen], self.ids[: k + 1], **self.options)
-        return row, overall
+        row, correct = [], []
+        for batch_id, data in zip(self.ids[: k + 1], self.sets[: k + 1]):
+            (accuracy,), _, predicted = accuracy_by_group(model, data, np.full(len(data), batch_id), [batch_id],
+                                                          **self.options)
+            row.append(accuracy)
+            correct.append(predicted == data.labels)
+        return row, float(np.concatenate(correct).mean())
 
 
 class BenchmarkRunner:
