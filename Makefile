@@ -3,7 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo test test-fast benchmark benchmark-quick dvc-repro mlflow-ui airflow clean
+KFP_VENV ?= .venv-kfp
+KFP_PY := $(KFP_VENV)/bin/python
+
+.PHONY: setup demo test test-main test-fast test-kfp kfp-setup kfp-compile kfp-run-local locks \
+	benchmark benchmark-quick dvc-repro mlflow-ui airflow clean
 
 setup: $(VENV)/.installed
 
@@ -18,8 +22,32 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: setup  ## generate the bundled benchmark and run every batch through the pipeline
 	$(VENV)/bin/vidcil demo
 
-test: setup  ## the whole test suite (CI runs exactly this)
+test: test-main test-kfp  ## the whole test suite (CI runs exactly this)
+
+test-main: setup  ## everything but the Kubeflow pipeline's tests
 	$(PY) -m pytest
+
+# Kubeflow Pipelines in its own venv: kfp pins kubernetes<31, the Airflow provider needs >=32.
+kfp-setup: $(KFP_VENV)/.installed
+
+$(KFP_VENV)/.installed: pipelines/requirements.lock pyproject.toml
+	python3 -m venv $(KFP_VENV)
+	$(KFP_PY) -m pip install --quiet --upgrade pip
+	$(KFP_PY) -m pip install --quiet -r pipelines/requirements.lock
+	$(KFP_PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-kfp: kfp-setup  ## the Kubeflow pipeline: compiled and checked, run end to end with kfp.local
+	$(KFP_PY) -m pytest tests/runners/test_kfp_pipeline.py
+
+kfp-compile: kfp-setup  ## the Kubeflow pipeline as KFP v2 YAML: reports/kfp/vidcil-batch.yaml
+	$(KFP_PY) -m pipelines.kfp_pipeline compile --out reports/kfp/vidcil-batch.yaml
+
+kfp-run-local: kfp-setup  ## one batch through the Kubeflow pipeline here (kfp.local): make kfp-run-local BATCH=b000
+	$(KFP_PY) -m pipelines.kfp_pipeline run-local $(or $(BATCH),b000) --project-dir .
+
+locks: setup  ## rederive the images' and the Kubeflow venv's locks from requirements.lock
+	$(PY) infra/lock.py
 
 test-fast: setup  ## unit tests only
 	$(PY) -m pytest -m "not e2e"

@@ -222,7 +222,8 @@ class VersioningParams(_Section):
 
 
 class KubernetesParams(_Section):
-    """The distil step as a GPU pod (Airflow KubernetesPodOperator)."""
+    """Steps as pods: the GPU step's pod (Airflow KubernetesPodOperator) and every step of the Kubeflow
+    pipeline (pipelines/); ``cpu``/``memory`` size the GPU step, the others take their spec's resources."""
 
     namespace: str = "vidcil"
     image: str = "ghcr.io/vidcil/trainer:0.1.0"  # infra/Dockerfile.trainer
@@ -231,15 +232,23 @@ class KubernetesParams(_Section):
     cpu: str = "4"
     memory: str = "16Gi"
     shm_size: str = "8Gi"  # in-memory /dev/shm for DataLoader workers (the default is 64 MB)
+    tmp_size: str = "20Gi"  # /tmp on the node's disk, the root filesystem being read-only: scratch (MLflow staging)
+    deferrable: bool = True  # Airflow: the pod is watched by the triggerer (run `airflow triggerer`)
+    run_as_user: int = Field(1000, ge=1)  # the image's non-root user (infra/Dockerfile.trainer)
     node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
     tolerations: list[dict[str, str]] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     store_claim: str = "vidcil-store"  # a ReadWriteMany PVC holding the project dir (store, runs, params)
     project_dir: str = "/vidcil"  # where that claim is mounted in the pod
-    secrets: list[str] = ["vidcil-s3", "vidcil-mlflow"]  # Kubernetes Secrets exposed as env, by reference
-    mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000"  # pods log over HTTP
+    # Kubernetes Secrets, by reference: name -> its keys, each exposed as the env variable of that name
+    # (Airflow: envFrom the whole Secret; Kubeflow: each key). Values never appear here (infra/k8s/).
+    secrets: dict[str, list[str]] = {"vidcil-s3": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+                                     "vidcil-mlflow": ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]}
+    env: dict[str, str] = {"MLFLOW_S3_ENDPOINT_URL": "http://minio.vidcil.svc:9000",  # plain settings, no secrets
+                           "AWS_ENDPOINT_URL": "http://minio.vidcil.svc:9000"}
+    mlflow_tracking_uri: str = "http://mlflow.vidcil.svc:5000"  # pods log over HTTP (infra/k8s/mlflow.yaml)
     schedule_timeout_seconds: int = Field(1800, ge=1)  # waiting for a GPU node to scale up
     startup_timeout_seconds: int = Field(900, ge=1)  # pulling a large CUDA image
-    service_account: str | None = None
+    service_account: str | None = "vidcil-step"  # the steps' pods: no Kubernetes API rights (infra/k8s/rbac.yaml)
 
 
 class OrchestrationParams(_Section):

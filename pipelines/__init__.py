@@ -1,0 +1,1 @@
+"""Pipeline definitions for orchestrators that compile one (Kubeflow Pipelines v2): ``pipelines.kfp``."""
