@@ -117,12 +117,6 @@ def pod_operator(step: Step, batch_id: str):
                    claim_name=v.claim)) if v.claim else
                k8s.V1Volume(name=v.name, empty_dir=k8s.V1EmptyDirVolumeSource(medium=v.medium, size_limit=v.size_limit))
                for v in pod.volumes]
-    user = pod.user
-    security = k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=user, run_as_group=user, fs_group=user,
-                                        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
-    container_security = k8s.V1SecurityContext(
-        allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True,
-        capabilities=k8s.V1Capabilities(drop=["ALL"]), seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
     return KubernetesPodOperator(
         task_id=step.name,
         name=pod.name,
@@ -134,8 +128,8 @@ def pod_operator(step: Step, batch_id: str):
         arguments=pod.args,
         env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in pod.env.items()],
         env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=s)) for s in pod.secrets],
-        security_context=security,
-        container_security_context=container_security,
+        security_context=pod.pod_security_context,  # Kubernetes JSON from the shared spec
+        container_security_context=pod.container_security_context,
         container_resources=k8s.V1ResourceRequirements(requests=pod.requests, limits=pod.limits),
         node_selector=pod.node_selector,
         tolerations=[k8s.V1Toleration(**t) for t in pod.tolerations],

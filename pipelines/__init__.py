@@ -1,1 +1,1 @@
-"""Pipeline definitions for orchestrators that compile one (Kubeflow Pipelines v2): ``pipelines.kfp``."""
+"""Pipeline definitions for orchestrators that compile one: Kubeflow Pipelines v2, ``pipelines.kfp_pipeline``."""

@@ -88,14 +88,14 @@ def local_component(step: Step, field: str | None = None):
     return component
 
 
-def _on_kubernetes(task, pod: PodSpec, gpus: int, retries: int) -> None:
+def _on_kubernetes(task, pod: PodSpec, retries: int) -> None:
     """The shared pod spec as KFP task settings (kfp-kubernetes)."""
     task.set_cpu_request(pod.requests["cpu"])
     task.set_memory_request(pod.requests["memory"])
     task.set_memory_limit(pod.limits["memory"])
     if "nvidia.com/gpu" in pod.limits:
         task.set_accelerator_type("nvidia.com/gpu")
-        task.set_accelerator_limit(gpus)
+        task.set_accelerator_limit(int(pod.limits["nvidia.com/gpu"]))
         for key, value in pod.node_selector.items():
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
         for t in pod.tolerations:
@@ -123,26 +123,25 @@ def build_pipeline(params: Params, local: bool = False, spec: Pipeline = PIPELIN
     """The KFP pipeline function for ``spec``: parameters ``batch_id``, ``params_file``, ``project_dir``."""
     cfg: KubernetesParams = params.orchestration.kubernetes
     branch = spec.branch
-    steps = (*spec.steps, branch.if_true, branch.if_false)
+    fields = {branch.after: branch.on}  # the step whose output field the branch reads
 
     def component(step: Step):
-        field = branch.on if step.name == branch.after else None
+        field = fields.get(step.name)
         return local_component(step, field) if local else container_component(step, cfg.image, field)
 
-    components = {s.name: component(s) for s in steps}
+    components = {name: component(s) for name, s in spec.all_steps.items()}
 
     def task(step: Step, after, batch_id, params_file, project_dir):
-        comp = components[step.name]
-        extra = {"step": step.name} | ({"field": branch.on} if step.name == branch.after else {})
-        t = comp(batch_id=batch_id, params_file=params_file, project_dir=project_dir,
-                 **(extra if local else {}))
+        extra = {"step": step.name} | ({"field": fields[step.name]} if step.name in fields else {})
+        t = components[step.name](batch_id=batch_id, params_file=params_file, project_dir=project_dir,
+                                  **(extra if local else {}))
         t.set_display_name(step.name)
         if after is not None:
             t.after(after)
         t.set_caching_options(False)
         if not local:  # kfp.local would apply env and retries here too: the cluster's settings stay there
             # A rejected batch is a verdict, not a transient failure: validate is not retried.
-            _on_kubernetes(t, step_pod(cfg, step, "{batch_id}"), cfg.gpus,
+            _on_kubernetes(t, step_pod(cfg, step, "{batch_id}"),
                            0 if step.name == "validate" else params.orchestration.retries)
         return t
 
