@@ -7,6 +7,9 @@ Options for container runners (the Kubeflow pipeline, ``pipelines/``): ``--proje
 folder, e.g. the claim's mount; params.yaml paths are relative to it), ``--output-file PATH`` (the
 step's JSON output, also written there) and ``--output-field KEY=PATH`` (one field of it, as JSON:
 an output parameter such as the gates' ``passed``).
+
+Under ``torchrun`` (``torchrun --nproc-per-node N -m components.distil BATCH_ID``) every process runs
+the step and rank 0 alone writes its output.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
     except BatchRejected as e:
         print(f"batch {args.batch_id} rejected: {e}", file=sys.stderr)
         sys.exit(REJECTED_EXIT_CODE)
+    if os.environ.get("RANK", "0") != "0":  # one of torchrun's processes: rank 0 writes the output
+        return
     text = json.dumps(out, default=str)
     if args.output_file:
         _write(args.output_file, text)

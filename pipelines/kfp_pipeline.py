@@ -6,7 +6,8 @@
 
 Each step is a container component on the project's image running ``python -m components.<step>``
 (the command the Airflow pod runs): the project folder is the ReadWriteMany claim, Secrets come by
-reference, the GPU step asks for an accelerator on the GPU node pool with an in-memory ``/dev/shm``.
+reference, the GPU step asks for an accelerator on the GPU node pool with an in-memory ``/dev/shm``
+(with more than one GPU it runs under ``torchrun``, one process per GPU).
 Steps run one after another as the spec orders them; after ``gates``, ``dsl.If`` on its ``passed``
 output chooses ``promote`` or ``hold``.
 
@@ -42,10 +43,9 @@ def _args(batch_id, params_file, project_dir, output, field=None, condition=None
     return args
 
 
-def container_component(step: Step, image: str, field: str | None = None):
-    """``python -m components.<step>`` on ``image``; outputs ``output`` (the step's JSON) and, for the
-    step the branch reads, ``condition`` (its field ``field``)."""
-    command = ["python", "-m", f"components.{step.name}"]
+def container_component(step: Step, image: str, command: list[str], field: str | None = None):
+    """``command`` (``python -m components.<step>``, or torchrun) on ``image``; outputs ``output``
+    (the step's JSON) and, for the step the branch reads, ``condition`` (its field ``field``)."""
     if field:
         def component(batch_id: str, params_file: str, project_dir: str,
                       output: dsl.OutputPath(str), condition: dsl.OutputPath(bool)):
@@ -127,7 +127,9 @@ def build_pipeline(params: Params, local: bool = False, spec: Pipeline = PIPELIN
 
     def component(step: Step):
         field = fields.get(step.name)
-        return local_component(step, field) if local else container_component(step, cfg.image, field)
+        if local:
+            return local_component(step, field)
+        return container_component(step, cfg.image, step_pod(cfg, step, "").command, field)
 
     components = {name: component(s) for name, s in spec.all_steps.items()}
 

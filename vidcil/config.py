@@ -172,6 +172,8 @@ class TrainParams(_Section):
     mixed_precision: bool = True
     channels_last: bool = True  # GPU only: NHWC convolutions (tensor cores)
     compile: bool = False  # torch.compile the student (slow first epoch, faster later ones)
+    # Several GPUs (orchestration.kubernetes.gpus > 1): batch norm over the whole batch, not each GPU's share.
+    sync_batchnorm: bool = True
 
 
 DistilKind, _distil_default = _plugin(
@@ -228,7 +230,7 @@ class KubernetesParams(_Section):
     namespace: str = "vidcil"
     image: str = "ghcr.io/vidcil/trainer:0.1.0"  # infra/Dockerfile.trainer
     kubernetes_conn_id: str = "kubernetes_default"
-    gpus: int = Field(1, ge=0)  # nvidia.com/gpu limit
+    gpus: int = Field(1, ge=0)  # nvidia.com/gpu limit; more than 1: distil under torchrun (DDP), one process per GPU
     cpu: str = "4"
     memory: str = "16Gi"
     shm_size: str = "8Gi"  # in-memory /dev/shm for DataLoader workers (the default is 64 MB)

@@ -109,6 +109,18 @@ def test_the_local_pipeline_has_the_same_graph(tmp_path):
     assert graph(local) == graph(cluster)
 
 
+def test_several_gpus_run_distil_under_torchrun(tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["orchestration"]["kubernetes"]["gpus"] = 2
+    params = Params.model_validate(data)
+    spec = next(yaml.safe_load_all(compile_pipeline(params, tmp_path / "two.yaml").read_text()))
+    executors = spec["deploymentSpec"]["executors"]
+    distil = executors["exec-distil"]["container"]
+    assert distil["command"] == ["torchrun", "--standalone", "--nproc-per-node=2", "-m", "components.distil"]
+    assert distil["resources"]["accelerator"]["resourceCount"] == "2"
+    assert executors["exec-evaluate"]["container"]["command"] == ["python", "-m", "components.evaluate"]
+
+
 @pytest.mark.e2e
 def test_kfp_local_runs_a_batch_end_to_end_and_the_registry_shows_the_promoted_version(tmp_path):
     import mlflow

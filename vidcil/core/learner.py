@@ -61,7 +61,7 @@ def learn_batch(
 
     ``teacher``: the champion (None for the first batch: ``train_options.epochs_first`` epochs, else
     ``epochs``). ``distil``: ``params.distil``, a kind of :data:`~vidcil.core.distill.DISTILLERS`,
-    or None for cross-entropy only. ``loader``: DataLoader and device switches of
+    or None for cross-entropy only. ``loader``: DataLoader, device and process-group switches of
     :func:`~vidcil.core.training.train`.
     """
     t = train_options

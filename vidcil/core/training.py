@@ -4,6 +4,13 @@
 in eval mode with gradients off; only the student's parameters get gradients. Runs on CUDA when
 there is a GPU (bf16 autocast, channels_last) and on the CPU otherwise; a checkpoint after every
 epoch lets a killed run resume where it stopped.
+
+Under ``torchrun`` (:mod:`vidcil.core.distributed`) the student trains data-parallel (DDP): each
+process takes its slice of every batch, gradients are averaged, the epoch's figures summed over
+all processes; rank 0 alone writes the checkpoint and reports epochs. ``batch_size`` is the global
+batch, so the optimizer takes the same steps as in one process. On GPUs batch norm is synchronised
+(``SyncBatchNorm``), so training matches one process's up to summation order; PyTorch has no CPU
+SyncBatchNorm, so on the CPU (gloo) each process normalises over its own slice of the batch.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from vidcil.core import distributed
 from vidcil.core.loader import clip_loader
 from vidcil.core.distill import Distiller
 from vidcil.core.models.tsm import VideoRecognizer
@@ -32,7 +41,39 @@ class TrainResult:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """A GPU when there is one (this process's own under torchrun), else the CPU."""
+    return distributed.device()
+
+
+class _Features(torch.nn.Module):
+    """``model.forward_features`` as a module's forward, which DDP wraps."""
+
+    def __init__(self, model: VideoRecognizer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, stages: tuple[str, ...]):
+        return self.model.forward_features(x, stages)
+
+
+def _sync_batchnorm(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module]]:
+    """Swap every batch-norm layer of ``model`` for a ``SyncBatchNorm`` sharing its parameters and
+    buffers (what is learnt lands in the original layers); returns what :func:`_restore_batchnorm` undoes."""
+    swapped = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(child, torch.nn.SyncBatchNorm):
+                synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(child)  # same tensors, not copies
+                synced.train(child.training)
+                setattr(parent, name, synced)
+                swapped.append((parent, name, child))
+    return swapped
+
+
+def _restore_batchnorm(swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]]) -> None:
+    for parent, name, original in swapped:
+        original.train(getattr(parent, name).training)
+        setattr(parent, name, original)
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
@@ -86,8 +127,10 @@ def train(
     mixed_precision: bool = True,
     channels_last: bool = True,
     compile: bool = False,
+    sync_batchnorm: bool = True,
     checkpoint: Path | None = None,
     fingerprint: str = "",
+    group: distributed.ProcessGroup | None = None,
 ) -> TrainResult:
     """Train ``student`` in place on ``data``; distil from ``teacher`` when one is given.
 
@@ -96,12 +139,15 @@ def train(
     ``checkpoint``: after every epoch the model, optimizer, scheduler, loss scaler and RNG states go
     there; a later call with the same ``fingerprint`` (what was trained on, and how) resumes after
     the last finished epoch — and returns at once when all were done. Mixed precision and
-    ``channels_last`` apply on CUDA only; the CPU path is plain float32.
+    ``channels_last`` apply on CUDA only; the CPU path is plain float32. ``group``: the DDP process
+    group (default: the one this process joined, if any); ``on_epoch`` and the checkpoint are rank 0's;
+    ``sync_batchnorm``: on GPUs, batch-norm statistics over the global batch (``SyncBatchNorm``).
     """
     device = device or default_device()
+    group = group or distributed.current()
     torch.manual_seed(seed)
     loader = clip_loader(data, batch_size=batch_size, train=True, seed=seed, num_workers=num_workers,
-                         pin_memory=pin_memory and device.type == "cuda")
+                         pin_memory=pin_memory and device.type == "cuda", rank=group.rank, world=group.world)
     if len(loader) == 0:
         raise ValueError("no clip to train on: the training set is empty")
     student.to(device).train()
@@ -124,7 +170,6 @@ def train(
     )
     dtype = autocast_dtype(device, mixed_precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    forward = torch.compile(student.forward_features) if compile else student.forward_features
     feature_stages = stages if teacher is not None else ()
 
     result = TrainResult()
@@ -139,44 +184,56 @@ def train(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         result.steps, result.epochs = int(state["steps"]), int(state["epoch"])
         result.resumed_from_epoch, result.history = result.epochs, list(state["history"])
-    for epoch in range(result.epochs, epochs):
-        loader.sampler.set_epoch(epoch)
-        student.train()
-        sums: dict[str, float] = {}
-        correct = seen = 0
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits, s_feats = forward(x, feature_stages)
-                terms = {"ce": F.cross_entropy(logits, y)}
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits, t_feats = teacher.forward_features(x, stages)
-                    terms.update(distiller(s_feats, t_feats, logits, t_logits))
-                    terms["loss"] = terms["ce"] + lam * terms["distil"]
-                else:
-                    terms["loss"] = terms["ce"]
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(terms["loss"]).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            result.steps += 1
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-        row = {k: v / seen for k, v in sums.items()} | {"train_accuracy": correct / seen, "steps": result.steps}
-        result.history.append(row)
-        result.epochs += 1
-        if checkpoint is not None:
-            _save({"fingerprint": fingerprint, "epoch": result.epochs, "steps": result.steps,
-                   "history": result.history, "model": student.state_dict(), "optimizer": opt.state_dict(),
-                   "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                   "torch_rng": torch.get_rng_state(),
-                   "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}, checkpoint)
-        if on_epoch:
-            on_epoch(epoch, row)
+    # Batch norm over the global batch, as one process would (PyTorch has SyncBatchNorm on GPUs only;
+    # on the CPU each process normalises over its own slice of the batch).
+    synced = _sync_batchnorm(student) if group.distributed and sync_batchnorm and device.type == "cuda" else []
+    net: torch.nn.Module = _Features(student)
+    if group.distributed:  # after the resume: DDP starts every process from rank 0's weights
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(net) if compile else net
+    try:
+        for epoch in range(result.epochs, epochs):
+            loader.sampler.set_epoch(epoch)
+            student.train()
+            sums: dict[str, float] = {}
+            correct = seen = 0
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits, s_feats = forward(x, feature_stages)
+                    terms = {"ce": F.cross_entropy(logits, y)}
+                    if teacher is not None:
+                        with torch.no_grad():
+                            t_logits, t_feats = teacher.forward_features(x, stages)
+                        terms.update(distiller(s_feats, t_feats, logits, t_logits))
+                        terms["loss"] = terms["ce"] + lam * terms["distil"]
+                    else:
+                        terms["loss"] = terms["ce"]
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(terms["loss"]).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                result.steps += 1
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+            keys = sorted(sums)  # the same terms in every process
+            *totals, correct, seen = distributed.all_sum([sums[k] for k in keys] + [correct, seen], group, device)
+            row = {k: v / seen for k, v in zip(keys, totals)} | {"train_accuracy": correct / seen, "steps": result.steps}
+            result.history.append(row)
+            result.epochs += 1
+            if checkpoint is not None and group.is_main:
+                _save({"fingerprint": fingerprint, "epoch": result.epochs, "steps": result.steps,
+                       "history": result.history, "model": student.state_dict(), "optimizer": opt.state_dict(),
+                       "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                       "torch_rng": torch.get_rng_state(),
+                       "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}, checkpoint)
+            if on_epoch and group.is_main:
+                on_epoch(epoch, row)
+    finally:
+        _restore_batchnorm(synced)
     student.eval()
     return result
 

@@ -37,4 +37,5 @@ def train_options(params: Params) -> dict:
     """Keyword arguments for ``train``: workers, pinned memory and the GPU switches."""
     t = params.train
     return loader_options(params) | {"pin_memory": params.data.pin_memory, "mixed_precision": t.mixed_precision,
-                                     "channels_last": t.channels_last, "compile": t.compile}
+                                     "channels_last": t.channels_last, "compile": t.compile,
+                                     "sync_batchnorm": t.sync_batchnorm}

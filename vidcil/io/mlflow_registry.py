@@ -31,6 +31,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # vidcil/, logged with the model as its code
 
 
+_set_here: str | None = None  # the project URI configure() last set (MLflow exports it), not a user's
+
+
 def configure(tracking_uri: str | None, experiment: str, artifact_location: str | None = None) -> str:
     """Point MLflow at ``$MLFLOW_TRACKING_URI``, else ``tracking_uri``, else ``sqlite:///mlflow.db``.
 
@@ -39,8 +42,16 @@ def configure(tracking_uri: str | None, experiment: str, artifact_location: str 
     beside it (never ``./mlruns``); with a server and no location the server decides. Returns the
     tracking URI in use.
     """
+    global _set_here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    # mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI itself (for subprocesses): a value this
+    # function put there is not the user's, and must not pin a later project to the first one's store.
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and env != _set_here:
+        uri, _set_here = env, None  # the user's
+    else:
+        uri = tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        _set_here = uri
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         location = artifact_location

@@ -59,12 +59,20 @@ class PodSpec:
                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+def _command(step: str, processes: int) -> list[str]:
+    """One process, or one per GPU under torchrun (DDP; rank 0 writes the step's output)."""
+    if processes > 1:
+        return ["torchrun", "--standalone", f"--nproc-per-node={processes}", "-m", f"components.{step}"]
+    return ["python", "-m", f"components.{step}"]
+
+
 def step_pod(cfg: KubernetesParams, step: Step, batch_id: str) -> PodSpec:
     """``python -m components.<step> <batch>`` from the trainer image in the project folder on the
     claim; MLflow over HTTP. ``batch_id`` may be a runner's template (e.g. Jinja).
 
     A GPU step takes ``cfg``'s cpu and memory, its node pool and tolerations; any other step its
-    spec's resources (:class:`vidcil.pipeline.spec.Resources`) on any node.
+    spec's resources (:class:`vidcil.pipeline.spec.Resources`) on any node. With ``cfg.gpus`` > 1 the
+    GPU step runs under ``torchrun``, one process per GPU.
     """
     gpu = {"nvidia.com/gpu": str(cfg.gpus)} if step.resources.gpu and cfg.gpus else {}
     cpu, memory = (cfg.cpu, cfg.memory) if step.resources.gpu else (step.resources.cpu, step.resources.memory)
@@ -72,7 +80,7 @@ def step_pod(cfg: KubernetesParams, step: Step, batch_id: str) -> PodSpec:
         name=f"vidcil-{step.name.replace('_', '-')}",
         namespace=cfg.namespace,
         image=cfg.image,
-        command=["python", "-m", f"components.{step.name}"],
+        command=_command(step.name, int(cfg.gpus) if gpu else 1),
         args=[batch_id, "--params", f"{cfg.project_dir}/params.yaml", "--project-dir", cfg.project_dir],
         # HOME and caches on the writable /tmp: the root filesystem is read-only.
         env={**cfg.env, "MLFLOW_TRACKING_URI": cfg.mlflow_tracking_uri, "PYTHONUNBUFFERED": "1",

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import mlflow
@@ -31,7 +32,7 @@ from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_op
 from vidcil.core.learner import accuracy_by_group, exemplar_priority, learn_batch, make_student
 from vidcil.core.memory.ranking import rank_exemplars
 from vidcil.io.memory_store import build_memory, frame_policy
-from vidcil.core import metrics
+from vidcil.core import distributed, metrics
 from vidcil.core.gates import evaluate_gates
 from vidcil.io.store import Store
 from vidcil.pipeline.state import (
@@ -248,8 +249,19 @@ def distil(params: Params, batch_id: str) -> dict:
     A checkpoint after every epoch (``runs/<batch>/distil_checkpoint.pt``): a rerun or an Airflow
     retry of a killed distil resumes after its last finished epoch, provided it would train on the
     same data from the same teacher with the same settings (else it starts over).
+
+    Under ``torchrun`` every process trains its share of each batch (DDP, ``vidcil.core.distributed``);
+    rank 0 alone logs to MLflow and writes the checkpoint, the model and the output.
     """
     torch.set_num_threads(params.train.threads)
+    group = distributed.setup()
+    try:
+        return _distil(params, batch_id, group)
+    finally:
+        distributed.teardown()
+
+
+def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> dict:
     store, champ = _store(params), champion(params)
     pending = pending_batches(store, batch_id, champ)
     class_names = class_names_for(store, champ, pending)
@@ -271,21 +283,24 @@ def distil(params: Params, batch_id: str) -> dict:
     start = time.perf_counter()
     label = f"{batch_id} {'distil' if teacher else 'train'}"
     resumed = int((load_training_checkpoint(checkpoint, fingerprint) or {}).get("epoch", 0))
-    run_id = _batch_run(params, batch_id, fingerprint, resuming=resumed > 0)
+    run_id = _batch_run(params, batch_id, fingerprint, resuming=resumed > 0) if group.is_main else None
 
     def epoch_done(epoch: int, row: dict) -> None:
         progress.epoch_done(epoch, row)
         mlflow.log_metrics({f"train_{k}": v for k, v in row.items()}, step=epoch)  # live in the UI
 
     # Training runs inside the batch's MLflow run (register adds the model to it), with system metrics.
-    with mlflow.start_run(run_id=run_id, log_system_metrics=True), \
-            EpochProgress(label, epochs, len(data), start_epoch=resumed) as progress:
+    with (mlflow.start_run(run_id=run_id, log_system_metrics=True) if group.is_main else nullcontext()), \
+            (EpochProgress(label, epochs, len(data), start_epoch=resumed) if group.is_main
+             else nullcontext()) as progress:
         result = learn_batch(
             student, data, teacher=teacher, distil=params.distil, train_options=params.train,
             seed=params.train.seed, on_epoch=epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
-            **train_options(params),
+            group=group, **train_options(params),
         )
     wall = time.perf_counter() - start
+    if not group.is_main:
+        return {"batch_id": batch_id, "rank": group.rank}  # rank 0 writes the step's output
     config = mlflow_registry.model_config(student, class_names, params.model.dropout, params.model.shift_div,
                                    params.data.input_size)
     mlflow_registry.save_checkpoint(student.cpu(), config, run_dir(params, batch_id) / "model")
@@ -295,7 +310,7 @@ def distil(params: Params, batch_id: str) -> dict:
         "memory_clips": len(memory.entries), "epochs": result.epochs, "optimizer_steps": result.steps,
         "resumed_from_epoch": result.resumed_from_epoch, "train_seconds": round(wall, 1),
         "history": result.history, "model_parameters": sum(p.numel() for p in student.parameters()),
-        "run_id": run_id,
+        "run_id": run_id, "processes": group.world,
     })
 
 
@@ -390,7 +405,8 @@ def register(params: Params, batch_id: str) -> dict:
                           | {f"distil.{k}": v for k, v in (params.model_dump(mode="json")["distil"] or {}).items()})
         mlflow.log_metrics({k: ev[k] for k in ("accuracy_all_seen", "accuracy_new", "forgetting_first",
                                                 "mean_forgetting", "backward_transfer", "memory_bytes")}
-                           | {"optimizer_steps": trained["optimizer_steps"], "train_seconds": trained["train_seconds"]})
+                           | {"optimizer_steps": trained["optimizer_steps"], "train_seconds": trained["train_seconds"],
+                              "train_processes": trained.get("processes", 1)})
         for step in ("validate", "select_exemplars", "extract_keyframes", "distil", "evaluate"):
             mlflow.log_artifact(str(run_dir(params, batch_id) / f"{step}.json"), "steps")
         _log_batch_data(params, batch_id, valid, ev)
