@@ -20,6 +20,7 @@ from vidcil.core.memory.selection import SELECTIONS
 from vidcil.core.models import ARCHS
 from vidcil.core.models.heads import HEADS
 from vidcil.core.registry import PluginConfig, Registry
+from vidcil.core.weighting import LOSS_WEIGHTINGS
 
 
 class _Section(BaseModel):
@@ -150,12 +151,34 @@ class ModelParams(_Section):
     shift_div: int = Field(8, ge=2)
     dropout: float = Field(0.3, ge=0, lt=1)
     init_weights: Path | None = None  # a local state_dict file; nothing is downloaded
-    head: HeadKind = _head_default  # vidcil.core.models.heads: average
+    head: HeadKind = _head_default  # vidcil.core.models.heads: average | lstm | nextvlad
 
     @field_validator("arch")
     @classmethod
     def _known(cls, v: str) -> str:
         if v not in ARCHS:
+            raise ValueError(f"unknown arch {v!r}; choose one of {', '.join(ARCHS)}")
+        return v
+
+
+LossWeightingKind, _weighting_default = _plugin(LOSS_WEIGHTINGS, {"kind": "fixed"})
+
+
+class StudentParams(_Section):
+    """How a later batch's student is made from the champion (the first batch's model is ``model``)."""
+
+    # A smaller feature extractor than the champion's (compression), e.g. mobilenet_v3_large under a
+    # resnet50 champion; it becomes the next champion's architecture. None: the champion's own.
+    arch: str | None = None
+    init_weights: Path | None = None  # for that backbone: a local state_dict file
+    reuse_encoder: bool = False  # copy the champion head's temporal encoder (lstm, nextvlad) and keep it frozen
+    min_param_ratio: float = Field(0.1, gt=0)  # reuse_encoder: student / teacher feature-extractor parameters
+    max_param_ratio: float = Field(1.0, gt=0)
+
+    @field_validator("arch")
+    @classmethod
+    def _known(cls, v: str | None) -> str | None:
+        if v is not None and v not in ARCHS:
             raise ValueError(f"unknown arch {v!r}; choose one of {', '.join(ARCHS)}")
         return v
 
@@ -174,6 +197,8 @@ class TrainParams(_Section):
     compile: bool = False  # torch.compile the student (slow first epoch, faster later ones)
     # Several GPUs (orchestration.kubernetes.gpus > 1): batch norm over the whole batch, not each GPU's share.
     sync_batchnorm: bool = True
+    # How CE and the distiller's terms are weighed epoch by epoch (vidcil.core.weighting): fixed | dynamic
+    loss_weighting: LossWeightingKind = _weighting_default
 
 
 DistilKind, _distil_default = _plugin(
@@ -277,7 +302,8 @@ class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
-    # vidcil.core.distill: tsd | pod | lwf (kind + its options, lam and stages); null: no distillation
+    student: StudentParams = StudentParams()
+    # vidcil.core.distill: tsd | pod | lwf | encoder (kind + its options, lam and stages); null: no distillation
     distil: DistilKind = _distil_default
     memory: MemoryParams = MemoryParams()
     gates: GateParams = GateParams()

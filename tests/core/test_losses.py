@@ -58,15 +58,16 @@ def test_mismatched_channels_name_the_fix():
 
 
 def test_every_registered_distiller_is_zero_on_identical_outputs_and_positive_otherwise():
-    feats = {"layer4": torch.randn(3, 4, 8, 2, 2)}
+    feats = {"layer4": torch.randn(3, 4, 8, 2, 2), "encoder": torch.randn(3, 16)}
     logits = torch.randn(3, 5)
-    other = {"layer4": torch.randn(3, 4, 8, 2, 2)}
+    other = {"layer4": torch.randn(3, 4, 8, 2, 2), "encoder": torch.randn(3, 16)}
     for method in DISTILLERS.kinds():
         d = make_distiller(method)
         same = d(feats, {k: v.clone() for k, v in feats.items()}, logits, logits.clone())
         assert float(same["distil"]) == pytest.approx(0.0, abs=1e-5), method
         differs = d(other, feats, torch.randn(3, 5), logits)
         assert float(differs["distil"]) > 0.01, method
+        assert set(d.parts) <= set(differs), method  # what a loss weighting weighs is among the terms
 
 
 def test_lwf_compares_only_the_teachers_classes():

@@ -87,3 +87,12 @@ def all_sum(values: list[float], group: ProcessGroup, device: torch.device) -> l
 def barrier(group: ProcessGroup) -> None:
     if group.distributed:
         dist.barrier()
+
+
+def broadcast_from_main(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rank 0's ``t`` in every process (``t`` itself outside a group); same shape and dtype everywhere."""
+    if not current().distributed:
+        return t
+    out = t.to(device).contiguous()
+    dist.broadcast(out, src=0)
+    return out.cpu()

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vidcil.core.alignment import align_trajectory
+from vidcil.core.losses import masked_mean
 
 Pooling = Literal["mean", "max"]
 Features = dict[str, torch.Tensor]  # {stage: [N, T, C, H, W]}
@@ -46,8 +47,9 @@ def pod_spatial_feature(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([a.sum(dim=-1).flatten(1), a.sum(dim=-2).flatten(1)], dim=1)
 
 
-def l2_distance(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """Mean over the batch of ``||s - t||_2`` on each clip's flattened feature.
+def l2_distance(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = True,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch (the clips in ``mask [N]``, if given) of ``||s - t||_2`` on each clip's flattened feature.
 
     With ``normalize`` both features are first scaled to unit L2 norm per clip (as PODNet does), so
     the loss does not depend on the feature scale of the stage or the architecture.
@@ -56,13 +58,17 @@ def l2_distance(student: torch.Tensor, teacher: torch.Tensor, normalize: bool = 
     if s.shape != t.shape:
         raise ValueError(
             f"student feature {tuple(student.shape)} and teacher feature {tuple(teacher.shape)} "
-            "differ; distil from a stage where both have the same channels and size"
+            "differ; distil from a stage where both have the same channels and size, or match the "
+            "channels (distil.match: sparse | hungarian)"
         )
     if normalize:
         s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
-    return (s - t).norm(dim=1).mean()
+    return masked_mean((s - t).norm(dim=1), mask)
 
 
-def check_stages(student: Features) -> None:
-    if not student:
+def check_stages(student: Features) -> Features:
+    """The backbone stages' features among ``student`` (not the encoder's ``[N, D]``)."""
+    stages = {k: v for k, v in student.items() if v.dim() == 5}
+    if not stages:
         raise ValueError("no stage features to distil; configure distil.stages")
+    return stages

@@ -1,7 +1,8 @@
 """The one learner: what happens to the model for one batch, as the pipeline and the benchmark run it.
 
-- :func:`make_student`: the student (from scratch, or the teacher's architecture and weights with
-  the classifier widened for the new classes);
+- :func:`make_student`: the student (from scratch; the teacher's architecture and weights with
+  the classifier widened for the new classes; or, ``params.student``, a smaller feature extractor,
+  possibly with the teacher's temporal encoder copied and frozen);
 - :func:`learn_batch`: train it on the batch (+ memory), distilling from the teacher with the
   configured distiller (``params.distil``; none: cross-entropy only);
 - :func:`exemplar_priority`: how the teacher ranks the videos it has learnt, for the memory
@@ -23,11 +24,13 @@ import numpy as np
 import torch
 
 from vidcil.core import metrics
+from vidcil.core.channel_matching import ChannelMatched
 from vidcil.core.distill import DISTILLERS
 from vidcil.core.memory.selection import SELECTIONS, Candidates
 from vidcil.core.memory.ranking import true_class_confidence
 from vidcil.core.models.tsm import VideoRecognizer
 from vidcil.core.training import TrainResult, embed, predict_proba, train
+from vidcil.core.weighting import LOSS_WEIGHTINGS
 
 
 def new_model(model, num_classes: int, *, mean, std, seed: int, num_segments: int | None = None) -> VideoRecognizer:
@@ -45,11 +48,44 @@ def widened_student(teacher: VideoRecognizer, num_classes: int) -> VideoRecogniz
 
 
 def make_student(teacher: VideoRecognizer | None, num_classes: int, *, model, mean, std, seed: int,
-                 num_segments: int | None = None) -> VideoRecognizer:
-    """The first batch's model from scratch, else the teacher widened."""
+                 num_segments: int | None = None, student=None) -> VideoRecognizer:
+    """The first batch's model from scratch, else the teacher widened — or, with ``student``
+    (``params.student``) naming another ``arch``, that backbone, new, under the teacher's kind of
+    head. ``student.reuse_encoder``: the teacher's temporal encoder and classifier are copied (the
+    student's frames projected to the encoder's input size) and the encoder kept frozen; the
+    student's feature extractor must then have between ``min_param_ratio`` and ``max_param_ratio``
+    of the teacher's parameters."""
     if teacher is None:
         return new_model(model, num_classes, mean=mean, std=std, seed=seed, num_segments=num_segments)
-    return widened_student(teacher, num_classes)
+    arch = student.arch if student is not None and student.arch else teacher.arch
+    reuse = bool(student is not None and student.reuse_encoder)
+    if arch == teacher.arch:
+        made = widened_student(teacher, num_classes)
+    else:
+        head = teacher.head_config.model_dump()
+        if "frame_dim" in head:  # reusing: the teacher's encoder input; else the student's own channels
+            head["frame_dim"] = teacher.head.frame_dim if reuse else None
+        torch.manual_seed(seed)
+        made = VideoRecognizer(arch, teacher.num_classes, teacher.num_segments, model.shift_div, model.dropout,
+                               student.init_weights, mean=mean, std=std, head=head)
+        if reuse:
+            if teacher.head.encoder is None:
+                made.freeze_encoder()  # raises: nothing to reuse
+            made.head.encoder.load_state_dict(teacher.head.encoder.state_dict())
+            made.head.classifier.load_state_dict(teacher.head.classifier.state_dict())
+        made.widen(num_classes)
+    made.requires_grad_(True)  # a teacher may have been frozen; the student learns
+    made.frozen_encoder = False
+    if reuse:
+        ratio = made.feature_extractor_parameters() / teacher.feature_extractor_parameters()
+        if not student.min_param_ratio <= ratio <= student.max_param_ratio:
+            raise ValueError(
+                f"student {arch}: its feature extractor has {made.feature_extractor_parameters():,} parameters, "
+                f"{ratio:.3f} x the teacher's ({teacher.arch}, {teacher.feature_extractor_parameters():,}); "
+                f"student.reuse_encoder needs {student.min_param_ratio} to {student.max_param_ratio} x: "
+                "choose another student.arch or change student.min_param_ratio / max_param_ratio")
+        made.freeze_encoder()
+    return made
 
 
 def learn_batch(
@@ -67,10 +103,15 @@ def learn_batch(
     t = train_options
     config = DISTILLERS.config(distil) if teacher is not None and distil is not None else None
     epochs = epochs or (t.epochs_first if teacher is None else t.epochs)
+    distiller = DISTILLERS.build(config) if config else None
+    if config is not None and config.match != "none":  # teacher channels picked for a narrower student
+        distiller = ChannelMatched(distiller, config.match, config.combine, seed=seed)
     return train(
         student, data, epochs=epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=seed,
-        teacher=teacher if config is not None else None, distiller=DISTILLERS.build(config) if config else None,
-        lam=config.lam if config else 0.0, stages=tuple(config.stages) if config else (),
+        teacher=teacher if config is not None else None, distiller=distiller,
+        lam=config.lam if config else 0.0, ce_weight=config.ce_weight if config else 1.0,
+        stages=tuple(config.stages) if config else (), site=config.site if config else "output",
+        weighting=LOSS_WEIGHTINGS.build(t.loss_weighting) if config else None,
         on_epoch=on_epoch, checkpoint=checkpoint, fingerprint=fingerprint, **loader,
     )
 

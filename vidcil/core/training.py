@@ -1,6 +1,9 @@
 """Training a student: cross-entropy, plus ``lambda * L_distil`` from a frozen teacher.
 
-``loss = CE(student(x), y) + lam * distiller(student_features, teacher_features)``. The teacher is
+``loss = ce_weight * CE(student(x), y) + lam * distiller(student_features, teacher_features)``; a
+loss weighting (:mod:`vidcil.core.weighting`) may reweigh CE and each of the distiller's terms
+epoch by epoch. Unlabelled clips (label -1) count in no cross-entropy (:mod:`vidcil.core.losses`).
+The teacher is
 in eval mode with gradients off; only the student's parameters get gradients. Runs on CUDA when
 there is a GPU (bf16 autocast, channels_last) and on the CPU otherwise; a checkpoint after every
 epoch lets a killed run resume where it stopped.
@@ -22,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from vidcil.core import distributed
 from vidcil.core.loader import clip_loader
 from vidcil.core.distill import Distiller
+from vidcil.core.losses import masked_cross_entropy
+from vidcil.core.weighting import LossWeighting
 from vidcil.core.models.tsm import VideoRecognizer
 
 
@@ -52,8 +56,8 @@ class _Features(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, stages: tuple[str, ...]):
-        return self.model.forward_features(x, stages)
+    def forward(self, x: torch.Tensor, stages: tuple[str, ...], site: str = "output"):
+        return self.model.forward_features(x, stages, site)
 
 
 def _sync_batchnorm(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module]]:
@@ -119,7 +123,10 @@ def train(
     teacher: VideoRecognizer | None = None,
     distiller: Distiller | None = None,
     lam: float = 1.0,
+    ce_weight: float = 1.0,
     stages: tuple[str, ...] = (),
+    site: str = "output",
+    weighting: LossWeighting | None = None,
     device: torch.device | None = None,
     on_epoch=None,
     num_workers: int = 0,
@@ -142,6 +149,9 @@ def train(
     ``channels_last`` apply on CUDA only; the CPU path is plain float32. ``group``: the DDP process
     group (default: the one this process joined, if any); ``on_epoch`` and the checkpoint are rank 0's;
     ``sync_batchnorm``: on GPUs, batch-norm statistics over the global batch (``SyncBatchNorm``).
+    ``site``: where the stages' features are taken (``VideoRecognizer.forward_features``);
+    ``weighting``: multipliers of CE and of the distiller's ``parts`` for each epoch, from the
+    epochs before (None: fixed); the epoch's row has them as ``weight_<term>``.
     """
     device = device or default_device()
     group = group or distributed.current()
@@ -184,6 +194,8 @@ def train(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         result.steps, result.epochs = int(state["steps"]), int(state["epoch"])
         result.resumed_from_epoch, result.history = result.epochs, list(state["history"])
+        if state.get("distiller") and hasattr(distiller, "load_state_dict"):
+            distiller.load_state_dict(state["distiller"])  # e.g. the channel matching it started with
     # Batch norm over the global batch, as one process would (PyTorch has SyncBatchNorm on GPUs only;
     # on the CPU each process normalises over its own slice of the batch).
     synced = _sync_batchnorm(student) if group.distributed and sync_batchnorm and device.type == "cuda" else []
@@ -191,24 +203,30 @@ def train(
     if group.distributed:  # after the resume: DDP starts every process from rank 0's weights
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(net) if compile else net
+    # The tasks a weighting weighs, and their configured weights.
+    parts = getattr(distiller, "parts", {"distil": 1.0}) if teacher is not None else {}
+    base = {"ce": ce_weight} | {k: lam * share for k, share in parts.items()}
     try:
         for epoch in range(result.epochs, epochs):
             loader.sampler.set_epoch(epoch)
             student.train()
+            w = weighting(result.history, list(base)) if weighting is not None else {k: 1.0 for k in base}
+            fixed = all(v == 1.0 for v in w.values())
             sums: dict[str, float] = {}
-            correct = seen = 0
+            correct = seen = clips = 0
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    logits, s_feats = forward(x, feature_stages)
-                    terms = {"ce": F.cross_entropy(logits, y)}
+                    logits, s_feats = forward(x, feature_stages, site)
+                    terms = {"ce": masked_cross_entropy(logits, y)}
                     if teacher is not None:
                         with torch.no_grad():
-                            t_logits, t_feats = teacher.forward_features(x, stages)
+                            t_logits, t_feats = teacher.forward_features(x, stages, site)
                         terms.update(distiller(s_feats, t_feats, logits, t_logits))
-                        terms["loss"] = terms["ce"] + lam * terms["distil"]
+                        terms["loss"] = (ce_weight * terms["ce"] + lam * terms["distil"] if fixed
+                                         else sum(base[k] * w[k] * terms[k] for k in base))
                     else:
-                        terms["loss"] = terms["ce"]
+                        terms["loss"] = ce_weight * terms["ce"]
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(terms["loss"]).backward()
                 scaler.step(opt)
@@ -217,11 +235,16 @@ def train(
                 result.steps += 1
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.item() * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
+                labelled = y >= 0
+                clips += len(y)
+                correct += int(((logits.argmax(1) == y) & labelled).sum())
+                seen += int(labelled.sum())
             keys = sorted(sums)  # the same terms in every process
-            *totals, correct, seen = distributed.all_sum([sums[k] for k in keys] + [correct, seen], group, device)
-            row = {k: v / seen for k, v in zip(keys, totals)} | {"train_accuracy": correct / seen, "steps": result.steps}
+            *totals, correct, seen, clips = distributed.all_sum(
+                [sums[k] for k in keys] + [correct, seen, clips], group, device)
+            row = ({k: v / max(clips, 1) for k, v in zip(keys, totals)}
+                   | {"train_accuracy": correct / max(seen, 1), "steps": result.steps}
+                   | ({f"weight_{k}": v for k, v in w.items()} if weighting is not None else {}))
             result.history.append(row)
             result.epochs += 1
             if checkpoint is not None and group.is_main:
@@ -229,6 +252,7 @@ def train(
                        "history": result.history, "model": student.state_dict(), "optimizer": opt.state_dict(),
                        "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                        "torch_rng": torch.get_rng_state(),
+                       "distiller": distiller.state_dict() if hasattr(distiller, "state_dict") else {},
                        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}, checkpoint)
             if on_epoch and group.is_main:
                 on_epoch(epoch, row)

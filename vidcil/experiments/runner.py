@@ -161,7 +161,8 @@ class BenchmarkRunner:
         """The pipeline's learner on batch ``k`` with ``params`` (a method's): the model and its steps."""
         data = clip_dataset(params, refs, train=True, num_segments=num_segments, cache=self.stream.cache)
         student = make_student(teacher, self.stream.seen_classes(k), model=params.model, mean=params.data.mean,
-                               std=params.data.std, seed=self.seed, num_segments=num_segments)
+                               std=params.data.std, seed=self.seed, num_segments=num_segments,
+                               student=params.student)
 
         def epoch_done(epoch, row):
             if curve is not None:  # accuracy after every epoch, for steps-to-target (not training time)

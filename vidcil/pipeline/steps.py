@@ -275,7 +275,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
     if champ is not None:
         teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
     student = make_student(teacher, len(class_names), model=params.model, mean=params.data.mean,
-                           std=params.data.std, seed=params.train.seed)
+                           std=params.data.std, seed=params.train.seed, student=params.student)
     epochs = params.train.epochs if teacher is not None else params.train.epochs_first
 
     checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from vidcil.core.distill import DISTILLERS, DistillerConfig
+from vidcil.core.losses import masked_mean
 
 
 class LwfConfig(DistillerConfig):
@@ -19,17 +20,19 @@ class LwfConfig(DistillerConfig):
 @DISTILLERS.register(LwfConfig)
 class LogitDistillation:
     uses_features = False
+    parts = {"logits": 1.0}
 
     def __init__(self, temperature: float = 2.0):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def __call__(self, student, teacher, student_logits: torch.Tensor, teacher_logits: torch.Tensor):
+    def __call__(self, student, teacher, student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask=None):
         """``student_logits [N, K_new]``, ``teacher_logits [N, K_old]``: the old classes' columns are compared."""
         t = self.temperature
         old = teacher_logits.shape[1]
         kd = F.kl_div(F.log_softmax(student_logits[:, :old].float() / t, dim=1),
                       F.log_softmax(teacher_logits.detach().float() / t, dim=1),
-                      reduction="batchmean", log_target=True) * t * t
+                      reduction="none", log_target=True).sum(dim=1)
+        kd = masked_mean(kd, mask) * t * t
         return {"logits": kd, "distil": kd}

@@ -17,11 +17,13 @@ class PodConfig(DistillerConfig):
 class PodSpatialDistillation:
     uses_features = True
 
+    parts = {"pod_spatial": 1.0}
+
     def __init__(self, normalize: bool = True):
         self.normalize = normalize
 
-    def __call__(self, student: Features, teacher: Features, student_logits=None, teacher_logits=None):
-        check_stages(student)
-        pod = sum(l2_distance(pod_spatial_feature(s), pod_spatial_feature(teacher[stage].detach()), self.normalize)
+    def __call__(self, student: Features, teacher: Features, student_logits=None, teacher_logits=None, mask=None):
+        student = check_stages(student)
+        pod = sum(l2_distance(pod_spatial_feature(s), pod_spatial_feature(teacher[stage].detach()), self.normalize, mask)
                   for stage, s in student.items()) / len(student)
         return {"pod_spatial": pod, "distil": pod}

@@ -36,19 +36,20 @@ class TimeSpaceDistillation:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.alpha, self.pooling, self.normalize, self.align = alpha, pooling, normalize, align
+        self.parts = {"temporal": alpha, "spatial": 1 - alpha}  # the terms, as shares of ``distil``
 
-    def __call__(self, student: Features, teacher: Features, student_logits=None, teacher_logits=None):
+    def __call__(self, student: Features, teacher: Features, student_logits=None, teacher_logits=None, mask=None):
         """Returns the named terms ``temporal``, ``spatial`` and their weighted sum ``distil``."""
-        check_stages(student)
+        student = check_stages(student)
         temporal = spatial = 0.0
         for stage, s in student.items():
             t = teacher[stage].detach()
             shifts = trajectory_shifts(t) if self.align else None
             temporal = temporal + l2_distance(
-                temporal_feature(s, self.pooling), temporal_feature(t, self.pooling), self.normalize
+                temporal_feature(s, self.pooling), temporal_feature(t, self.pooling), self.normalize, mask
             )
             spatial = spatial + l2_distance(
-                spatial_feature(s, self.pooling, shifts), spatial_feature(t, self.pooling, shifts), self.normalize
+                spatial_feature(s, self.pooling, shifts), spatial_feature(t, self.pooling, shifts), self.normalize, mask
             )
         temporal, spatial = temporal / len(student), spatial / len(student)
         distil = self.alpha * temporal + (1 - self.alpha) * spatial

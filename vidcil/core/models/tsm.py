@@ -99,6 +99,20 @@ def _mobilenet_stages(arch: str, num_segments: int, fold_div: int, weights: str 
     return stages, net.features[-1].out_channels
 
 
+def _shufflenet_stages(arch: str, num_segments: int, fold_div: int, weights: str | Path | None):
+    from torchvision.models.shufflenetv2 import InvertedResidual
+
+    net = getattr(torchvision.models, arch)(weights=None)
+    if weights:
+        _load_local_weights(net, weights)
+    for stage in (net.stage2, net.stage3, net.stage4):
+        for block in stage:
+            if isinstance(block, InvertedResidual) and block.stride == 1:  # the half that is convolved
+                block.branch2[0] = TemporalShift(block.branch2[0], num_segments, fold_div)
+    stages = [nn.Sequential(net.conv1, net.maxpool), net.stage2, net.stage3, nn.Sequential(net.stage4, net.conv5)]
+    return stages, net.conv5[0].out_channels
+
+
 def build_backbone(
     arch: str, num_segments: int, fold_div: int = 8, weights: str | Path | None = None
 ) -> tuple[nn.ModuleDict, int]:
@@ -107,9 +121,35 @@ def build_backbone(
         stages, dim = _resnet_stages(arch, num_segments, fold_div, weights)
     elif arch.startswith("mobilenet_v3"):
         stages, dim = _mobilenet_stages(arch, num_segments, fold_div, weights)
+    elif arch.startswith("shufflenet_v2"):
+        stages, dim = _shufflenet_stages(arch, num_segments, fold_div, weights)
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     return nn.ModuleDict(dict(zip(STAGES, stages))), dim
+
+
+def distillation_site(stage: nn.Module, arch: str) -> tuple[nn.Module, str] | None:
+    """Where a stage's features are taken for distillation at the architecture's own site:
+
+    - ResNet: after the last block's residual addition, before its ReLU (the ReLU's input, whose
+      last call in the block is the sum);
+    - MobileNetV3: after the stage's last batch norm, before its activation;
+    - ShuffleNetV2: after the last block's channel shuffle (the block's output).
+
+    ``(module, "input" | "output")``, or None: the stage's output is the site.
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    from torchvision.models.shufflenetv2 import InvertedResidual as ShuffleBlock
+
+    modules = list(stage.modules())
+    if arch.startswith("resnet"):
+        blocks = [m for m in modules if isinstance(m, (BasicBlock, Bottleneck))]
+        return (blocks[-1].relu, "input") if blocks else None
+    if arch.startswith("shufflenet"):
+        shuffles = [m for m in modules if isinstance(m, ShuffleBlock)]
+        return (shuffles[-1], "output") if shuffles else None  # the stem has no shuffle
+    norms = [m for m in modules if isinstance(m, nn.BatchNorm2d)]
+    return (norms[-1], "output") if norms else None
 
 
 class VideoRecognizer(nn.Module):
@@ -138,6 +178,28 @@ class VideoRecognizer(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1))
         self.channels_last = False
+        self.frozen_encoder = False
+
+    def feature_extractor_parameters(self) -> int:
+        """Parameters before the temporal encoder: the backbone and the head's frame projection."""
+        project = getattr(self.head, "project", None)
+        return sum(p.numel() for p in self.stages.parameters()) + (
+            sum(p.numel() for p in project.parameters()) if project is not None else 0)
+
+    def freeze_encoder(self) -> None:
+        """Keep the head's temporal encoder as it is: no gradient, and in eval mode even while training."""
+        if self.head.encoder is None:
+            raise ValueError(f"model.head {self.head_config.kind!r} has no learnt encoder to reuse; "
+                             "use model.head kind lstm or nextvlad, or set student.reuse_encoder: false")
+        self.head.encoder.requires_grad_(False)
+        self.frozen_encoder = True
+        self.head.encoder.eval()
+
+    def train(self, mode: bool = True) -> "VideoRecognizer":
+        super().train(mode)
+        if self.frozen_encoder:  # its batch-norm statistics and dropout stay as the teacher had them
+            self.head.encoder.eval()
+        return self
 
     def use_channels_last(self) -> None:
         """NHWC weights and activations (faster convolutions on GPUs with tensor cores)."""
@@ -152,21 +214,45 @@ class VideoRecognizer(nn.Module):
         self.head.classifier.widen(num_classes)
 
     def forward_features(
-        self, x: torch.Tensor, stages: tuple[str, ...] = ()
+        self, x: torch.Tensor, stages: tuple[str, ...] = (), site: str = "output"
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits ``[N, K]`` and the requested stages' features, each ``[N, T, C, H, W]``."""
+        """Logits ``[N, K]`` and the requested features: stages, each ``[N, T, C, H, W]``, and
+        ``"encoder"``, the head's encoding ``[N, D]``.
+
+        ``site``: ``"output"`` takes a stage's features at its output; ``"architecture"`` at the
+        architecture's distillation site in the stage (:func:`distillation_site`).
+        """
         n, t = x.shape[:2]
         if t != self.num_segments:
             raise ValueError(f"expected {self.num_segments} frames per clip, got {t}")
+        if site not in ("output", "architecture"):
+            raise ValueError(f"site must be 'output' or 'architecture', got {site!r}")
         h = ((x - self.mean) / self.std).flatten(0, 1)
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         features = {}
         for name, stage in self.stages.items():
-            h = stage(h)
+            found = distillation_site(stage, self.arch) if site == "architecture" and name in stages else None
+            if found is None:
+                h = stage(h)
+                site_h = h
+            else:  # hooks only for this call: a deep copy of the model must not share them
+                captured: list[torch.Tensor] = []
+                module, where = found
+                hook = (module.register_forward_pre_hook(lambda m, args: captured.append(args[0].clone()))
+                        if where == "input" else
+                        module.register_forward_hook(lambda m, args, out: captured.append(out)))
+                try:
+                    h = stage(h)
+                finally:
+                    hook.remove()
+                site_h = captured[-1]
             if name in stages:
-                features[name] = h.view(n, t, *h.shape[1:])
-        return self.head(h.view(n, t, *h.shape[1:])), features
+                features[name] = site_h.view(n, t, *site_h.shape[1:])
+        encoded = self.head.encode(h.view(n, t, *h.shape[1:]))
+        if "encoder" in stages:
+            features["encoder"] = encoded
+        return self.head.classify(encoded), features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[0]

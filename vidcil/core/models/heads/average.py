@@ -9,6 +9,7 @@ from torch import nn
 
 from vidcil.core.models.classifier import IncrementalLinear
 from vidcil.core.models.heads import HEADS
+from vidcil.core.models.heads._base import Head
 from vidcil.core.registry import PluginConfig
 
 
@@ -17,15 +18,15 @@ class AverageConfig(PluginConfig):
 
 
 @HEADS.register(AverageConfig)
-class ConsensusHead(nn.Module):
-    """Per-frame global average pool, average consensus over T, dropout, classifier."""
+class ConsensusHead(Head):
+    """Per-frame global average pool, average consensus over T, dropout, classifier (no learnt encoder)."""
 
     def __init__(self, in_features: int, num_classes: int, dropout: float = 0.5):
         super().__init__()
+        self.encoder = None
         self.dropout = nn.Dropout(dropout)
         self.classifier = IncrementalLinear(in_features, num_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``features``: ``[N, T, C, H, W]`` -> logits ``[N, K]``."""
-        pooled = features.mean(dim=(-2, -1)).mean(dim=1)
-        return self.classifier(self.dropout(pooled))
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """``[N, T, C, H, W]`` -> ``[N, C]``."""
+        return features.mean(dim=(-2, -1)).mean(dim=1)

@@ -1,0 +1,28 @@
+"""Loss masks: a sample that has no target for a loss term contributes nothing to it.
+
+A term is the mean of its per-sample values over the samples that have a target (``mask``); with
+none it is 0 (and still part of the graph), not NaN. Cross-entropy's mask is the labelled clips
+(label ``-1``: no label), a distiller's the clips the teacher has targets for.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NO_LABEL = -1
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``values [N]`` over ``mask [N]`` (bool; None: every sample); 0 when the mask is empty."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the labelled clips (``labels >= 0``) of ``logits [N, K]``."""
+    labelled = labels >= 0
+    per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+    return masked_mean(per_sample, labelled)
