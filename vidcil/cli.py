@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     p.add_argument("--quick", action="store_true", help="smoke run: tiny stream, one seed, few epochs")
     p.add_argument("--no-ablation", action="store_true", help="skip the memory ablation")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="run only these methods (of vidcil.experiments.methods METHODS and EXTENSIONS, e.g. "
+                        "tsd tsd_dynamic tsd_nextvlad r50_to_mnv3_encoder); no ablation, no single-frame model")
     args = parser.parse_args(argv)
     if not Path(args.params).is_file() and args.params != parser.get_default("params"):
         parser.error(f"--params {args.params}: no such file")
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         from vidcil.experiments.benchmark import run_benchmark
 
         result = run_benchmark(params, args.out, landing=args.landing, seeds=args.seeds, quick=args.quick,
-                               ablation=not args.no_ablation)
+                               ablation=not args.no_ablation, methods=args.methods)
         print((args.out / "benchmark.md").read_text())
         print(f"wall time: {result['wall_seconds']:.0f} s; written: {args.out}/benchmark.json, benchmark.md, plots/")
         return 0

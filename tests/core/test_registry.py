@@ -74,3 +74,16 @@ def test_a_kind_is_registered_once():
     family.register(Config)(lambda: 1)
     with pytest.raises(ValueError, match="registered twice"):
         family.register(Config)(lambda: 2)
+
+
+def test_every_further_method_is_a_params_yaml_a_user_can_write(tmp_path):
+    """A benchmark row is the pipeline with its params: each method's params load from a params.yaml."""
+    import yaml
+
+    from vidcil.experiments.methods import EXTENSIONS
+
+    for method in EXTENSIONS:
+        params = method.params(Params())
+        f = tmp_path / f"{method.name}.yaml"
+        f.write_text(yaml.safe_dump(params.model_dump(mode="json")))
+        assert Params.load(f).model_dump() == params.model_dump(), method.name

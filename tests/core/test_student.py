@@ -59,3 +59,16 @@ def test_an_average_head_has_no_encoder_to_reuse():
     teacher = VideoRecognizer("resnet18", 3, num_segments=2)
     with pytest.raises(ValueError, match="no learnt encoder to reuse"):
         _student(teacher, "mobilenet_v3_large")
+
+
+def test_a_compressed_student_is_saved_and_rebuilt_as_the_next_champion(tmp_path):
+    from vidcil.io.mlflow_registry import load_checkpoint, model_config, save_checkpoint
+
+    teacher = VideoRecognizer("resnet34", 3, num_segments=2, head={"kind": "nextvlad", "hidden": 16, "clusters": 4})
+    student = _student(teacher, "resnet18").eval()
+    save_checkpoint(student, model_config(student, list("abcd"), 0.3, 8), tmp_path)
+    rebuilt, config = load_checkpoint(tmp_path)
+    assert config["arch"] == "resnet18" and config["head"]["frame_dim"] == 512
+    x = torch.rand(1, 2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), student(x))

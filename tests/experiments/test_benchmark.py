@@ -101,3 +101,26 @@ def test_a_budget_too_small_for_one_exemplar_names_the_method_batch_and_the_benc
         run_benchmark(Params(), tmp_path / "out", landing=landing, quick=True, ablation=False, single_frame=False)
     finished = json.loads((tmp_path / "out" / "partial.json").read_text())
     assert list(finished["finetune"]) == ["0"]  # the runs before the failure are kept
+
+
+def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = Params()
+    landing = bundled_stream(quick_params(params), True, tmp_path / "landing")
+    names = ["tsd_dynamic", "tsd_nextvlad", "r50_to_mnv3_encoder", "r50_to_mnv3_matched"]
+    result = run_benchmark(params, tmp_path / "out", landing=landing, quick=True, methods=names)
+
+    assert list(result["runs"]) == names  # no ablation, no single-frame model
+    metrics = {n: result["runs"][n][0]["metrics"] for n in names}
+    assert all(math.isfinite(v) for m in metrics.values() for v in m.values())
+    assert metrics["tsd_nextvlad"]["final_hit_at_1"] == metrics["tsd_nextvlad"]["final_accuracy"]  # one label per clip
+    # The compression students are MobileNetV3s: far fewer parameters than the ResNet-50 teacher's
+    # 28 M; the one reusing the teacher's BiLSTM also carries its encoder and projection.
+    assert metrics["r50_to_mnv3_matched"]["parameters"] < 6e6 < metrics["r50_to_mnv3_encoder"]["parameters"] < 12e6
+    # One ResNet-50 batch-0 model for both compression runs, another (ResNet-18 + NeXtVLAD), another (ResNet-18).
+    first = {n: result["runs"][n][0]["batches"][0]["row"][0] for n in names}
+    assert first["r50_to_mnv3_encoder"] == first["r50_to_mnv3_matched"]
+    table = (tmp_path / "out" / "benchmark.md").read_text()
+    assert "## Further methods" in table and "| TSD, NeXtVLAD head |" in table
+    with pytest.raises(ValueError, match="unknown methods \\['nope'\\]"):
+        run_benchmark(params, tmp_path / "out2", landing=landing, quick=True, methods=["nope"])

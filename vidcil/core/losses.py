@@ -24,5 +24,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the labelled clips (``labels >= 0``) of ``logits [N, K]``."""
     labelled = labels >= 0
+    if bool(labelled.all()):  # every clip labelled: the plain loss, bit for bit
+        return F.cross_entropy(logits, labels)
     per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
     return masked_mean(per_sample, labelled)

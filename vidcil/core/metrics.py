@@ -75,3 +75,16 @@ def average_incremental_accuracy(accuracy_all_seen: list[float]) -> float:
     if not accuracy_all_seen:
         raise ValueError("no batch evaluated yet")
     return float(np.mean(accuracy_all_seen))
+
+
+def hit_at_k(scores: np.ndarray, labels: list[set[int]] | np.ndarray, k: int = 1) -> float:
+    """Hit@k (YouTube-8M): the fraction of clips whose ``k`` top-scored classes hold one of their labels.
+
+    ``scores [N, K]``; ``labels``: each clip's set of labels, or ``[N]`` single labels (then Hit@1
+    is the top-1 accuracy).
+    """
+    if len(scores) == 0:
+        return float("nan")
+    top = np.argsort(-np.asarray(scores), axis=1)[:, :k]
+    sets = [{int(y)} if np.isscalar(y) or np.ndim(y) == 0 else set(map(int, y)) for y in labels]
+    return float(np.mean([bool(sets[i] & set(top[i].tolist())) for i in range(len(sets))]))

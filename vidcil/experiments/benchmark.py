@@ -20,7 +20,7 @@ from vidcil.io import plots
 from vidcil.config import Params
 from vidcil.io.moving_digits import BatchSpec, default_stream, generate_stream
 from vidcil.experiments import report
-from vidcil.experiments.methods import ABLATIONS, METHODS
+from vidcil.experiments.methods import ABLATIONS, EXTENSIONS, METHODS
 from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
 from vidcil.io.inputs import frame_cache
 from vidcil.io.validation import validation_rules
@@ -59,7 +59,17 @@ def bundled_stream(params: Params, quick: bool, landing: Path) -> Path:
 
 
 def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, seeds: list[int] | None = None,
-                  quick: bool = False, ablation: bool = True, single_frame: bool = True) -> dict:
+                  quick: bool = False, ablation: bool = True, single_frame: bool = True,
+                  methods: list[str] | None = None) -> dict:
+    """``methods``: names from ``METHODS`` and ``EXTENSIONS`` (default: ``METHODS``, the ablation and
+    the single-frame model; named methods run alone)."""
+    known = {m.name: m for m in METHODS + EXTENSIONS}
+    if methods is not None:
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(known)}")
+        ablation = single_frame = False
+    chosen = [known[m] for m in methods] if methods is not None else list(METHODS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(params.train.threads)
@@ -78,15 +88,16 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     console.print(f"stream: {landing}")
     stream = load_stream(landing, validation_rules(params), out / "validation", frame_cache(params),
                          on_batch=lambda line: console.print(f"  {line}"))
-    runs = {seed: list(METHODS) + (list(ABLATIONS) if seed in ablation_seeds else []) for seed in seeds}
+    runs = {seed: chosen + (list(ABLATIONS) if seed in ablation_seeds else []) for seed in seeds}
     if len(stream.batches) < 2:
         raise ValueError(f"{landing}: a continual-learning benchmark needs at least 2 accepted batches")
 
     p, later = params, len(stream.batches) - 1
-    total = sum(p.train.epochs_first * (1 + single_frame)  # progress, in epochs
+    bases = len({m.params(p).model.model_dump_json() for m in chosen})  # batch-0 models
+    total = sum(p.train.epochs_first * (bases + single_frame)  # progress, in epochs
                 + sum((p.train.epochs_first if m.joint else p.train.epochs) * later for m in methods)
                 for methods in runs.values())
-    results: dict[str, dict[int, dict]] = {m.name: {} for m in METHODS + (ABLATIONS if ablation_seeds else ())}
+    results: dict[str, dict[int, dict]] = {m.name: {} for m in chosen + list(ABLATIONS if ablation_seeds else ())}
     single: dict[str, list[float]] = {"single_frame": [], "temporal": []}
     start = time.perf_counter()
     work = scratch_dir()

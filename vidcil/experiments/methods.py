@@ -27,9 +27,12 @@ class Method:
     frames: dict | None = None  # params.memory.frames (None: the base params')
     budget_factor: float = 1.0  # memory budget = factor * memory.budget_bytes
     joint: bool = False  # retrain from scratch on every batch seen so far (no memory, no teacher)
+    model: dict | None = None  # params.model options over the base's (another batch-0 model: arch, head)
+    student: dict | None = None  # params.student options over the base's (how later students are made)
+    train: dict | None = None  # params.train options over the base's (e.g. loss_weighting)
 
     def params(self, base: Params) -> Params:
-        """``base`` with this method's distillation and memory."""
+        """``base`` with this method's distillation, memory, model, student and training options."""
         distil = None
         if self.distil is not None:
             given = base.distil.model_dump() if base.distil is not None else {}
@@ -40,7 +43,9 @@ class Method:
             "budget_bytes": int(base.memory.budget_bytes * self.budget_factor)}
         if self.frames is not None:
             memory["frames"] = self.frames
-        return Params.model_validate(base.model_dump() | {"distil": distil, "memory": memory},
+        dump = base.model_dump()
+        sections = {k: dump[k] | getattr(self, k) for k in ("model", "student", "train") if getattr(self, k)}
+        return Params.model_validate(dump | {"distil": distil, "memory": memory} | sections,
                                      context={"plugins": True})
 
 
@@ -65,6 +70,27 @@ ABLATIONS: tuple[Method, ...] = (
     Method("mem_adaptive", "confident videos -> keyframes, threshold fitted per video", distil=TSD,
            frames={"kind": "adaptive"}),
 )
+
+# The further methods (``vidcil benchmark --methods ...``), each what the pipeline does with those params.
+NEXTVLAD = {"head": {"kind": "nextvlad", "hidden": 256, "groups": 8, "clusters": 16}}
+# Compression: a TSM-ResNet-50 teacher with a BiLSTM temporal encoder learns batch 0; every later
+# batch is learnt by a MobileNetV3-large student (3.0 M backbone parameters vs 23.5 M).
+R50 = {"arch": "resnet50", "head": {"kind": "lstm", "hidden": 256}}
+MNV3 = {"arch": "mobilenet_v3_large"}
+MATCHED = TSD | {"match": "hungarian", "combine": "max", "site": "architecture"}
+EXTENSIONS: tuple[Method, ...] = (
+    Method("tsd_dynamic", "TSD + dynamic loss weights", distil=TSD, train={"loss_weighting": {"kind": "dynamic"}}),
+    Method("tsd_nextvlad", "TSD, NeXtVLAD head", distil=TSD, model=NEXTVLAD),
+    Method("tsd_sparse_shufflenet", "TSD → ShuffleNetV2 student, sparse channel matching", model={"arch": "resnet18"},
+           student={"arch": "shufflenet_v2_x1_0"}, distil=TSD | {"match": "sparse", "site": "architecture"}),
+    Method("r50_tsd", "ResNet-50 + BiLSTM teacher, TSD (no compression)", distil=TSD, model=R50),
+    Method("r50_to_mnv3_replay", "→ MobileNetV3 student, CE + replay only", model=R50, student=MNV3),
+    Method("r50_to_mnv3_encoder", "→ MobileNetV3 student, frozen teacher encoder", model=R50,
+           student=MNV3 | {"reuse_encoder": True}, distil={"kind": "encoder", "stages": ["encoder"]}),
+    Method("r50_to_mnv3_matched", "→ MobileNetV3 student, TSD + Hungarian channel matching (max)", model=R50,
+           student=MNV3, distil=MATCHED),
+)
+COMPRESSION = tuple(m.name for m in EXTENSIONS if m.name.startswith("r50_"))
 
 # Runs whose accuracy is also measured after every epoch (optimizer steps to a target accuracy).
 CURVES = ("tsd", "joint")

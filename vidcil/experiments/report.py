@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from vidcil.io import plots
-from vidcil.experiments.methods import ABLATIONS, METHODS
+from vidcil.experiments.methods import ABLATIONS, EXTENSIONS, METHODS
 from vidcil.core import metrics
 
 METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting_first", "mean_forgetting",
-           "backward_transfer", "memory_bytes", "optimizer_steps", "wall_seconds")
+           "backward_transfer", "memory_bytes", "optimizer_steps", "wall_seconds",
+           "final_hit_at_1", "parameters", "cpu_latency_ms")
 TARGET_STEP_MARGIN = 0.02  # "joint accuracy - 2 points"
 
 
@@ -20,7 +21,8 @@ def mean_std(values: list[float]) -> dict[str, float]:
 
 def summarize(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
     """``runs[method][seed]`` (with ``metrics``) -> ``{method: {metric: {mean, std, n}}}``."""
-    return {m: {k: mean_std([r["metrics"][k] for r in by_seed.values()]) for k in METRICS}
+    return {m: {k: mean_std([r["metrics"][k] for r in by_seed.values()]) for k in METRICS
+                if all(k in r["metrics"] for r in by_seed.values())}
             for m, by_seed in runs.items()}
 
 
@@ -118,8 +120,39 @@ def _cell(stat: dict, fmt: str, scale: float = 1.0) -> str:
     return f"{mean:{fmt}} ± {std:{fmt}}" if stat["n"] > 1 else f"{mean:{fmt}}"
 
 
+def drop_vs_teacher(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, float]]:
+    """The batch-0 model's accuracy on batch 0's test videos minus its successor's after batch 1,
+    per method: what a student forgot of its teacher (a compression run's teacher is the batch-0 model)."""
+    return {m: mean_std([r["matrix"][0][0] - r["matrix"][1][0] for r in by_seed.values()])
+            for m, by_seed in runs.items() if all(len(r["matrix"]) > 1 for r in by_seed.values())}
+
+
+def extensions_table(result: dict) -> list[str]:
+    names = [m.name for m in EXTENSIONS if m.name in result["summary"]]
+    if not names:
+        return []
+    titles, summary = {m.name: m.title for m in METHODS + EXTENSIONS}, result["summary"]
+    drop = drop_vs_teacher(result["runs"])
+    out = ["\n## Further methods (the pipeline with these params; `vidcil benchmark --methods ...`)\n",
+           "Forgetting vs teacher: the batch-0 model's accuracy on b000's test videos minus its student's "
+           "after the next batch (compression rows: the ResNet-50 teacher vs the MobileNetV3 student). "
+           "Hit@1 equals the top-1 accuracy here: every clip has one label. CPU latency: one clip, "
+           f"{result['settings']['device']}, median of 20.\n\n",
+           "| method | final acc | Hit@1 | forgetting (mean) | forgetting vs teacher | params (M) | CPU ms / clip "
+           "| optimizer steps | wall s |\n|---|---|---|---|---|---|---|---|---|\n"]
+    for name in ["tsd", "replay"] + names:
+        if name not in summary or "parameters" not in summary[name]:
+            continue
+        s = summary[name]
+        out.append(f"| {titles[name]} | {_cell(s['final_accuracy'], '.3f')} | {_cell(s['final_hit_at_1'], '.3f')} | "
+                   f"{_cell(s['mean_forgetting'], '.3f')} | {_cell(drop[name], '.3f') if name in drop else '—'} | "
+                   f"{_cell(s['parameters'], '.2f', 1e-6)} | {_cell(s['cpu_latency_ms'], '.1f')} | "
+                   f"{_cell(s['optimizer_steps'], '.0f')} | {_cell(s['wall_seconds'], '.0f')} |\n")
+    return out
+
+
 def markdown(result: dict) -> str:
-    summary, titles = result["summary"], {m.name: m.title for m in METHODS + ABLATIONS}
+    summary, titles = result["summary"], {m.name: m.title for m in METHODS + ABLATIONS + EXTENSIONS}
     seeds = ", ".join(str(s) for s in result["seeds"])
     head = ("| method | final acc | avg incr acc | forgetting (1st batch) | forgetting (mean) | BWT "
             "| memory kB | optimizer steps | wall s |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -138,6 +171,7 @@ def markdown(result: dict) -> str:
         return head + "\n".join(lines) + "\n"
 
     out = [f"## Methods (mean ± std over seeds {seeds})\n", table([m.name for m in METHODS])]
+    out += extensions_table(result)
     if result.get("ablation_summary"):
         seeds_a = ", ".join(str(s) for s in result["ablation_seeds"])
         out += [f"\n## Memory ablation (TSD distillation; same byte budget unless stated; seeds {seeds_a})\n",
@@ -173,7 +207,7 @@ def markdown(result: dict) -> str:
 def accuracy_curves(result: dict):
     """Accuracy on all seen classes after each batch, every method (mean ± std over seeds)."""
     fig, ax = plots.plt.subplots(figsize=(8, 4.5))
-    titles = {m.name: m.title for m in METHODS + ABLATIONS}
+    titles = {m.name: m.title for m in METHODS + ABLATIONS + EXTENSIONS}
     colours = plots.plt.get_cmap("tab20").colors  # more methods than the default cycle's 10 colours
     for i, (name, by_seed) in enumerate(result["runs"].items()):
         acc = np.array([[b["accuracy_all_seen"] for b in r["batches"]] for r in by_seed.values()])

@@ -30,6 +30,7 @@ from vidcil.io.validation import Rules, validate_batch
 from vidcil.core import metrics
 from vidcil.core.learner import accuracy_by_group, exemplar_priority, learn_batch, make_student
 from vidcil.core.memory.ranking import rank_exemplars
+from vidcil.core.training import predict_proba
 from vidcil.core.models.tsm import VideoRecognizer
 from vidcil.experiments.methods import CURVES, Method
 from vidcil.io.inputs import clip_dataset, loader_options, train_options
@@ -104,6 +105,7 @@ class RunResult:
     method: str
     seed: int
     batches: list[BatchResult]
+    final: dict[str, float] = field(default_factory=dict)  # of the last model: hit@1, parameters, CPU latency
 
     def metrics(self) -> dict[str, float]:
         A = metrics.accuracy_matrix(self.matrix())
@@ -117,6 +119,7 @@ class RunResult:
             "memory_bytes": self.batches[-1].memory_bytes,
             "optimizer_steps": sum(b.steps for b in self.batches),
             "wall_seconds": sum(b.seconds for b in self.batches),
+            **self.final,
         }
 
     def matrix(self) -> list[list[float]]:
@@ -143,6 +146,26 @@ class Evaluator:
             correct.append(predicted == data.labels)
         return row, float(np.concatenate(correct).mean())
 
+    def hit_at_1(self, model: VideoRecognizer, k: int) -> float:
+        """Hit@1 over the test videos of batches ``0..k`` (each clip has one label: the top-1 accuracy)."""
+        scores = [predict_proba(model, data, **self.options) for data in self.sets[: k + 1]]
+        labels = np.concatenate([data.labels for data in self.sets[: k + 1]])
+        return metrics.hit_at_k(np.concatenate(scores), labels, k=1)
+
+
+def cpu_latency_ms(model: VideoRecognizer, input_size: int, repeats: int = 20) -> float:
+    """Median wall time of one clip ``[1, T, 3, S, S]`` through a CPU copy of ``model``, in ms."""
+    model = copy.deepcopy(model).cpu().eval()
+    x = torch.rand(1, model.num_segments, 3, input_size, input_size)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 3):
+            start = time.perf_counter()
+            model(x)
+            if i >= 3:  # warm-up calls left out
+                times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
 
 class BenchmarkRunner:
     """One stream, one seed: a batch-0 model shared by every method, then each method's stream."""
@@ -151,7 +174,7 @@ class BenchmarkRunner:
         self.stream, self.params, self.seed = stream, params, seed
         self.workdir = Path(workdir)
         self.evaluate = Evaluator(stream, params)
-        self._base: tuple[VideoRecognizer, BatchResult] | None = None
+        self._base: dict[str, tuple[VideoRecognizer, BatchResult]] = {}  # by params.model
         self.measuring = 0.0  # seconds spent evaluating inside training (curves): left out of wall times
 
     # -- training ----------------------------------------------------------------------------
@@ -178,16 +201,19 @@ class BenchmarkRunner:
                              on_epoch=epoch_done, **train_options(params))
         return student, result.steps
 
-    def base_model(self, on_epoch=None) -> tuple[VideoRecognizer, BatchResult]:
-        """Batch 0, from scratch: the same for every method (same seed, data, epochs), so trained once."""
-        if self._base is None:
+    def base_model(self, on_epoch=None, params: Params | None = None) -> tuple[VideoRecognizer, BatchResult]:
+        """Batch 0, from scratch: the same for every method with the same ``params.model`` (same seed,
+        data, epochs), so trained once per model."""
+        params = params or self.params
+        key = params.model.model_dump_json()
+        if key not in self._base:
             first = self.stream.batches[0]
             start = time.perf_counter()
-            model, steps = self._learn(self.params, self.stream.refs(first, "train"), 0, on_epoch=on_epoch)
+            model, steps = self._learn(params, self.stream.refs(first, "train"), 0, on_epoch=on_epoch)
             seconds = time.perf_counter() - start
             row, acc = self.evaluate(model, 0)
-            self._base = model, BatchResult(first.batch_id, row, acc, 0, 0, steps, seconds)
-        model, result = self._base
+            self._base[key] = model, BatchResult(first.batch_id, row, acc, 0, 0, steps, seconds)
+        model, result = self._base[key]
         return copy.deepcopy(model), copy.deepcopy(result)
 
     # -- memory -------------------------------------------------------------------------------
@@ -223,7 +249,7 @@ class BenchmarkRunner:
             on_epoch=None) -> RunResult:
         """``method``'s stream: each batch learnt by the pipeline's learner with ``method.params``."""
         p, batches = method.params(self.params), self.stream.batches
-        model, first = self.base_model(on_epoch)
+        model, first = self.base_model(on_epoch, p)
         results = [first]
         if on_batch:
             on_batch(first)
@@ -251,7 +277,10 @@ class BenchmarkRunner:
             results.append(BatchResult(batches[k].batch_id, row, acc, stored, clips, steps, seconds, curve or []))
             if on_batch:
                 on_batch(results[-1])
-        return RunResult(method.name, self.seed, results)
+        final = {"final_hit_at_1": self.evaluate.hit_at_1(model, len(batches) - 1),
+                 "parameters": sum(t.numel() for t in model.parameters()),
+                 "cpu_latency_ms": cpu_latency_ms(model, p.data.input_size)}
+        return RunResult(method.name, self.seed, results, final)
 
     def single_frame(self, on_epoch=None) -> float:
         """A model that sees one frame per clip, trained on every batch at once: accuracy on all test videos."""

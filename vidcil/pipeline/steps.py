@@ -331,7 +331,7 @@ def _batch_run(params: Params, batch_id: str, fingerprint: str, *, resuming: boo
 
 def _training_fingerprint(params: Params, champ, class_names: list[str], refs, epochs: int) -> str:
     """What a checkpoint must match to be resumed: the teacher, the data (by content) and the recipe."""
-    recipe = {k: params.typed().model_dump(mode="json")[k] for k in ("model", "train", "distil", "data")}
+    recipe = {k: params.typed().model_dump(mode="json")[k] for k in ("model", "student", "train", "distil", "data")}
     for knob in ("num_workers", "cache_max_bytes", "pin_memory"):  # they do not change what is learnt
         del recipe["data"][knob]
     return hashlib.sha256(json.dumps({

@@ -31,8 +31,9 @@ class LogitDistillation:
         """``student_logits [N, K_new]``, ``teacher_logits [N, K_old]``: the old classes' columns are compared."""
         t = self.temperature
         old = teacher_logits.shape[1]
-        kd = F.kl_div(F.log_softmax(student_logits[:, :old].float() / t, dim=1),
-                      F.log_softmax(teacher_logits.detach().float() / t, dim=1),
-                      reduction="none", log_target=True).sum(dim=1)
-        kd = masked_mean(kd, mask) * t * t
+        s, q = F.log_softmax(student_logits[:, :old].float() / t, dim=1), F.log_softmax(teacher_logits.detach().float() / t, dim=1)
+        if mask is None:
+            kd = F.kl_div(s, q, reduction="batchmean", log_target=True) * t * t
+        else:
+            kd = masked_mean(F.kl_div(s, q, reduction="none", log_target=True).sum(dim=1), mask) * t * t
         return {"logits": kd, "distil": kd}
