@@ -38,3 +38,14 @@ def test_average_incremental_accuracy():
     assert average_incremental_accuracy([0.9, 0.75, 0.6]) == pytest.approx(0.75)
     with pytest.raises(ValueError):
         average_incremental_accuracy([])
+
+
+def test_hit_at_k_counts_a_clip_whose_top_k_holds_one_of_its_labels():
+    import numpy as np
+
+    from vidcil.core.metrics import hit_at_k
+
+    scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
+    assert hit_at_k(scores, np.array([0, 1, 1]), k=1) == pytest.approx(1 / 3)
+    assert hit_at_k(scores, np.array([0, 1, 1]), k=2) == pytest.approx(1.0)
+    assert hit_at_k(scores, [{0, 2}, {2}, {1, 2}], k=1) == pytest.approx(2 / 3)  # several labels per clip

@@ -86,5 +86,5 @@ def hit_at_k(scores: np.ndarray, labels: list[set[int]] | np.ndarray, k: int = 1
     if len(scores) == 0:
         return float("nan")
     top = np.argsort(-np.asarray(scores), axis=1)[:, :k]
-    sets = [{int(y)} if np.isscalar(y) or np.ndim(y) == 0 else set(map(int, y)) for y in labels]
+    sets = [set(map(int, y)) if isinstance(y, (set, frozenset, list, tuple, np.ndarray)) else {int(y)} for y in labels]
     return float(np.mean([bool(sets[i] & set(top[i].tolist())) for i in range(len(sets))]))
