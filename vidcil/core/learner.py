@@ -88,6 +88,13 @@ def make_student(teacher: VideoRecognizer | None, num_classes: int, *, model, me
     return made
 
 
+def batch_epochs(teacher: VideoRecognizer | None, student: VideoRecognizer, train_options) -> int:
+    """Epochs for one batch: ``epochs_first`` for a model whose backbone starts from scratch (the
+    first batch, or a student of another architecture than its teacher's), else ``epochs``."""
+    fresh = teacher is None or student.arch != teacher.arch
+    return train_options.epochs_first if fresh else train_options.epochs
+
+
 def learn_batch(
     student: VideoRecognizer, data, *, teacher: VideoRecognizer | None, distil, train_options, seed: int,
     epochs: int | None = None, on_epoch: Callable | None = None, checkpoint: Path | None = None,
@@ -95,14 +102,13 @@ def learn_batch(
 ) -> TrainResult:
     """Learn one batch: train ``student`` in place on ``data`` (the batch's training clips + the memory's).
 
-    ``teacher``: the champion (None for the first batch: ``train_options.epochs_first`` epochs, else
-    ``epochs``). ``distil``: ``params.distil``, a kind of :data:`~vidcil.core.distill.DISTILLERS`,
+    ``teacher``: the champion (None for the first batch). ``epochs``: default :func:`batch_epochs`. ``distil``: ``params.distil``, a kind of :data:`~vidcil.core.distill.DISTILLERS`,
     or None for cross-entropy only. ``loader``: DataLoader, device and process-group switches of
     :func:`~vidcil.core.training.train`.
     """
     t = train_options
     config = DISTILLERS.config(distil) if teacher is not None and distil is not None else None
-    epochs = epochs or (t.epochs_first if teacher is None else t.epochs)
+    epochs = epochs or batch_epochs(teacher, student, t)
     distiller = DISTILLERS.build(config) if config else None
     if config is not None and config.match != "none":  # teacher channels picked for a narrower student
         distiller = ChannelMatched(distiller, config.match, config.combine, seed=seed)

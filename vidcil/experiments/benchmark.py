@@ -58,6 +58,11 @@ def bundled_stream(params: Params, quick: bool, landing: Path) -> Path:
     return landing
 
 
+def _compresses(params: Params) -> bool:
+    """Whether the first later batch's student has a new backbone (``epochs_first`` epochs for it)."""
+    return params.student.arch is not None and params.student.arch != params.model.arch
+
+
 def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, seeds: list[int] | None = None,
                   quick: bool = False, ablation: bool = True, single_frame: bool = True,
                   methods: list[str] | None = None) -> dict:
@@ -95,7 +100,8 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     p, later = params, len(stream.batches) - 1
     bases = len({m.params(p).model.model_dump_json() for m in chosen})  # batch-0 models
     total = sum(p.train.epochs_first * (bases + single_frame)  # progress, in epochs
-                + sum((p.train.epochs_first if m.joint else p.train.epochs) * later for m in methods)
+                + sum((p.train.epochs_first if m.joint else p.train.epochs) * later
+                      + (p.train.epochs_first - p.train.epochs) * _compresses(m.params(p)) for m in methods)
                 for methods in runs.values())
     results: dict[str, dict[int, dict]] = {m.name: {} for m in chosen + list(ABLATIONS if ablation_seeds else ())}
     single: dict[str, list[float]] = {"single_frame": [], "temporal": []}

@@ -29,7 +29,7 @@ from vidcil.io.validation import (
     BATCH_ID, MANIFEST_FACTS, Verdict, known_videos, validate_batch, validation_rules, write_report,
 )
 from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_options
-from vidcil.core.learner import accuracy_by_group, exemplar_priority, learn_batch, make_student
+from vidcil.core.learner import accuracy_by_group, batch_epochs, exemplar_priority, learn_batch, make_student
 from vidcil.core.memory.ranking import rank_exemplars
 from vidcil.io.memory_store import build_memory, frame_policy
 from vidcil.core import distributed, metrics
@@ -276,7 +276,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
         teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
     student = make_student(teacher, len(class_names), model=params.model, mean=params.data.mean,
                            std=params.data.std, seed=params.train.seed, student=params.student)
-    epochs = params.train.epochs if teacher is not None else params.train.epochs_first
+    epochs = batch_epochs(teacher, student, params.train)
 
     checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"
     fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
@@ -295,7 +295,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
              else nullcontext()) as progress:
         result = learn_batch(
             student, data, teacher=teacher, distil=params.distil, train_options=params.train,
-            seed=params.train.seed, on_epoch=epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
+            epochs=epochs, seed=params.train.seed, on_epoch=epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
             group=group, **train_options(params),
         )
     wall = time.perf_counter() - start
