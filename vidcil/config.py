@@ -237,7 +237,7 @@ class ValidationParams(_Section):
     max_duration_s: float = Field(600.0, gt=0)
     allow_variable_frame_rate: bool = False
     max_quarantined_fraction: float = Field(0.2, ge=0, le=1)  # more bad rows: the batch is rejected
-    label_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+    label_pattern: str | None = None  # a regex class names must match; None: vidcil.io.validation.LABEL_PATTERN
 
 
 class VersioningParams(_Section):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import unicodedata
 import wave
 from pathlib import Path
 
@@ -162,6 +163,31 @@ def _variable_rate(folder):
     return "bad.mp4"
 
 
+def _encode_clip(path: Path, n_frames: int, fmt: str, options: dict | None = None) -> None:
+    """``n_frames`` random 32x32 frames at 8 fps as H.264 in ``fmt`` (container options: ``options``)."""
+    with av.open(str(path), "w", format=fmt, options=options or {}) as c:
+        s = c.add_stream("libx264", rate=8)
+        s.width = s.height = 32
+        s.pix_fmt, s.options = "yuv420p", {"preset": "ultrafast"}
+        for f in _clip(11, n_frames):
+            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
+def _cut(name: str, fmt: str, options: dict | None = None, keep: float = 0.4):
+    """A 40-frame clip in ``fmt`` whose last bytes are gone (an interrupted upload): FFmpeg still decodes
+    its first frames, so only the header's frame count or duration shows what is missing."""
+    def write(folder):
+        _encode_clip(folder / "whole.tmp", 40, fmt, options)
+        data = (folder / "whole.tmp").read_bytes()
+        (folder / name).write_bytes(data[: int(len(data) * keep)])
+        (folder / "whole.tmp").unlink()
+        return name
+    return write
+
+
 def _listed(line):
     def mutate(folder, root):
         add_row(folder, line)
@@ -186,6 +212,13 @@ def _symlink_outside(folder, root):
     add_row(folder, "link.mp4,push,train")
 
 
+def _symlinked_folder_outside(folder, root):
+    (root / "elsewhere").mkdir()
+    write_video(root / "elsewhere/x.mp4", _clip(98))
+    (folder / "clips").symlink_to(root / "elsewhere", target_is_directory=True)
+    add_row(folder, "clips/x.mp4,push,train")
+
+
 def _unlisted(folder, root):
     write_video(folder / "push/unlisted.mp4", _clip(55))
 
@@ -195,12 +228,17 @@ def _known_content(folder, root):
     add_row(folder, "again.mp4,pull,test")
 
 
+COPY_AGAIN = "copy the file again (its transfer or recording was cut off)"
 ROW_CASES = {
-    "zero-byte file": (_bad_video(_zero_bytes), 12, "is empty (0 bytes)"),
-    "truncated mp4": (_bad_video(_truncated), 12, "cannot be decoded by FFmpeg"),
-    "text file named .mp4": (_bad_video(_text), 12, "cannot be decoded by FFmpeg"),
+    "zero-byte file": (_bad_video(_zero_bytes), 12, f"is empty (0 bytes); {COPY_AGAIN}"),
+    "truncated mp4": (_bad_video(_truncated), 12, "is truncated: its 'mdat' box needs"),
+    "truncated mp4, index first": (_bad_video(_cut("bad.mp4", "mp4", {"movflags": "faststart"})), 12,
+                                   "is truncated: its 'mdat' box needs"),
+    "truncated Matroska": (_bad_video(_cut("bad.mkv", "matroska")), 12, "is truncated: its header says 5.00 s"),
+    "text file named .mp4": (_bad_video(_text), 12, "cannot be decoded by FFmpeg (Invalid data found when processing "
+                                                    "input); if it plays elsewhere, re-encode it"),
     "still image": (_bad_video(_still_image), 12, "is a still image (png), not a video"),
-    "audio-only file": (_bad_video(_audio_only), 12, "has no video stream (audio only)"),
+    "audio-only file": (_bad_video(_audio_only), 12, "has no video stream (audio only); land the video itself"),
     "one-frame video": (_bad_video(_one_frame), 12, "has 1 frame(s), the model samples 4"),
     "zero-duration video": (_bad_video(_zero_duration), 12, "no stream at all (an empty, zero-duration container)"),
     "very large resolution": (_bad_video(_huge), 12, "is 4608x256, outside 16-4096 pixels a side"),
@@ -208,17 +246,21 @@ ROW_CASES = {
     "duplicate row": (_listed("push/train_0.mp4,push,train"), 12, "same content (sha256) as row 2"),
     "same content under two names": (_same_content, 12, "same content (sha256) as row 2"),
     "content accepted in an earlier batch": (_known_content, 12, "already in the store as b000/pull/test_1.mp4"),
-    "absolute path": (_listed("/etc/hostname,push,train"), 12, "is an absolute path"),
+    "absolute path": (_listed("/etc/hostname,push,train"), 12, "video '/etc/hostname' is an absolute path"),
     "../ path traversal": (_listed("../b000/push/train_0.mp4,push,train"), 12, "leaves the batch folder"),
-    "symlink pointing outside": (_symlink_outside, 12, "is a link to a file outside the batch folder"),
+    "symlink pointing outside": (_symlink_outside, 12, "'link.mp4' is a link to a file outside the batch folder"),
+    "symlinked folder pointing outside": (_symlinked_folder_outside, 12,
+                                          "'clips/x.mp4' is under 'clips', a link to a folder outside the batch folder"),
     "listed file does not exist": (_listed("ghost.mp4,push,train"), 12, "'ghost.mp4' does not exist"),
-    "empty label": (_with_video(label=""), 12, "label '' is not a class name"),
-    "whitespace label": (_with_video(label="   "), 12, "label '' is not a class name"),
-    "label with inner space": (_with_video(label="slide right"), 12, "label 'slide right' is not a class name"),
-    "very long label": (_with_video(label="x" * 200), 12, "is not a class name"),
-    "non-ASCII label": (_with_video(label="größe"), 12, "label 'größe' is not a class name"),
-    "unknown split": (_with_video(split="val"), 12, "split 'val' is not one of train, test"),
+    "empty label": (_with_video(label=""), 12, "has label '', which is not a class name"),
+    "whitespace label": (_with_video(label="   "), 12, "has label '', which is not a class name"),
+    "very long label": (_with_video(label="x" * 200), 12, "which is not a class name (1-128 characters"),
+    "label with a path separator": (_with_video(label="push/pull"), 12, "has label 'push/pull', which is not"),
+    "label with a control character": (_with_video(label="push\x07"), 12, "has label 'push\\x07', which is not"),
+    "unknown split": (_with_video(split="val"), 12, "has split 'val', not one of train, test"),
     "empty video path": (_listed(",push,train"), 12, "has an empty video path"),
+    "two problems in one row": (_with_video(label="a/b", split="val"), 12,
+                                "has split 'val', not one of train, test; use one of them | has label 'a/b'"),
 }
 
 
@@ -239,7 +281,7 @@ def test_bad_row_is_quarantined_with_its_reason(project, case):
     assert quarantined[row].startswith(f"labels.csv row {row}: ") and reason in quarantined[row]
     assert "; " in quarantined[row]  # ... and the fix
     stored = Store(params.paths.store).manifest("b001")
-    assert len(stored) == 10 and not stored["video"].str.startswith(("bad", "/", "..", "link")).any()
+    assert len(stored) == 10 and not stored["video"].str.startswith(("bad", "/", "..", "link", "clips")).any()
     assert snapshot(params.paths.store / "batches" / "b000") == before
 
 
@@ -289,6 +331,8 @@ BATCH_CASES = {
     "non-UTF-8 bytes": (_rewrite_labels(lambda b: b + b"push/train_0.mp4,caf\xe9,train\n"),
                         "line 12: byte 0xe9 is not UTF-8; save labels.csv as UTF-8"),
     "malformed CSV": (_rewrite_labels(lambda b: b + b"a.mp4,push,train,extra,fields\n"), "not a valid CSV"),
+    "repeated header column": (_rewrite_labels(lambda b: b.replace(b"\n", b",x\n").replace(b"split,x", b"split,label", 1)),
+                               "line 1: column 'label' appears 2 times in the header (video,label,split,label); keep one"),
     "zero rows": (_rewrite_labels(lambda b: b.split(b"\n")[0] + b"\n"), "no rows; list at least one video"),
     "class with train but no test videos": (_class_without_test, "class 'wave' has 2 train and 0 test video(s)"),
     "too many bad rows": (_many_bad_rows, "4 of 14 rows quarantined, more than 20%"),
@@ -348,17 +392,41 @@ def test_revalidating_an_accepted_batch_changes_nothing(project):
 
 # -- inputs that are fine ------------------------------------------------------------------------
 
+def test_class_names_are_any_unicode_text_one_spelling_each_and_fit_mlflow(project):
+    """A class called ``gamma ray, ñandú`` (a comma, a space, letters outside ASCII) is a class; typed
+    with a combining tilde in one row it is still the same class (NFC); MLflow takes its metric name."""
+    root, params = project
+    folder = params.paths.landing / "b001"
+    good_batch(folder, seed=1)
+    composed, decomposed = "gamma ray, ñandú", unicodedata.normalize("NFD", "gamma ray, ñandú")
+    text = (folder / "labels.csv").read_text(encoding="utf-8")
+    rows = text.splitlines()
+    rows = [rows[0]] + [r.replace(",push,", f',"{decomposed if i % 2 else composed}",') .replace(",pull,", ",slide right,")
+                        for i, r in enumerate(rows[1:])]
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out, error = _validate(params, "b001")
+    assert error is None and out["quarantined"] == [] and out["accepted"] == 10
+    stored = Store(params.paths.store).manifest("b001")
+    assert sorted(set(stored["label"])) == sorted([composed, "slide right"])
+    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    with mlflow.start_run() as run:  # the per-class metric evaluate logs; MLflow raises on a name it refuses
+        mlflow.log_metric(f"accuracy_class/{mlflow_registry.metric_key(composed)}", 1.0)
+    assert list(mlflow.get_run(run.info.run_id).data.metrics) == ["accuracy_class/gamma ray_ ñandú"]
+
+
 def test_extra_columns_bom_and_crlf_are_accepted_and_extra_columns_kept(project):
     root, params = project
     folder = params.paths.landing / "b001"
     good_batch(folder, seed=1)
     lines = (folder / "labels.csv").read_text().splitlines()
-    lines = [lines[0] + ",camera"] + [line + ",cam1" for line in lines[1:]]
+    # The user's columns are kept, one named like a probed fact (duration_s) too: as labels.duration_s.
+    lines = [lines[0] + ",camera,duration_s"] + [line + ",cam1,long" for line in lines[1:]]
     (folder / "labels.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
     out, error = _validate(params, "b001")
     assert error is None and out["quarantined"] == [] and out["accepted"] == 10
     stored = Store(params.paths.store).manifest("b001")
     assert stored["camera"].eq("cam1").all() and stored["label"].isin(CLASSES).all()
+    assert stored["labels.duration_s"].eq("long").all() and stored["duration_s"].eq(1.0).all()  # 8 frames, 8 fps
     assert {"sha256", "frames", "fps", "width", "height", "duration_s", "codec"} <= set(stored.columns)
     assert stored["frames"].eq(8).all() and stored["codec"].eq("h264").all()
 

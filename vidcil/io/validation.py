@@ -14,11 +14,13 @@ turn facts into verdicts, and their results are the Data Docs report. Three suit
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,13 @@ MANIFEST_FACTS = [
     "width", "height", "duration_s", "codec", "variable_frame_rate", "bytes", "sha256",
     "duplicate_of",
 ]
+# Names labels.csv columns cannot keep (the probe's facts, the verdict): such a column is renamed labels.<name>.
+RESERVED_COLUMNS = (set(MANIFEST_FACTS) | {"reason"}) - set(REQUIRED_COLUMNS)
+
+
+# A class name is any text of 1-128 characters without control characters or path separators
+# (letters of any script, spaces, punctuation); leading and trailing spaces are dropped on reading.
+LABEL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f/\\]{1,128}$"
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class Rules:
     max_duration_s: float = 600.0
     allow_variable_frame_rate: bool = False
     max_quarantined_fraction: float = 0.2
-    label_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+    label_pattern: str = LABEL_PATTERN
 
 
 @dataclass
@@ -106,11 +115,21 @@ def read_labels(batch_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
                       "save labels.csv as UTF-8")
     if not text.strip():
         return None, f"{path}: empty; write the header video,label,split and one row per video"
+    header_line, header = next(((i + 1, row) for i, row in enumerate(csv.reader(io.StringIO(text))) if row), (1, []))
+    names = [h.strip() for h in header]
+    repeated = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    if repeated:  # pandas would rename the second one (label.1) and use the first without a word
+        return None, (f"{path} line {header_line}: column {repeated[0]!r} appears {names.count(repeated[0])} times "
+                      f"in the header ({','.join(names)}); keep one of them")
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.ParserError as e:
         return None, f"{path}: not a valid CSV ({str(e).strip()}); quote fields that contain commas"
     df.columns = [str(c).strip() for c in df.columns]
+    # The user's own columns are kept; one named like a fact the probe records is kept as labels.<name>.
+    df.columns = [f"labels.{c}" if c in RESERVED_COLUMNS else c for c in df.columns]
+    if "label" in df.columns:  # one spelling per class name: "é" typed or composed is the same class
+        df["label"] = df["label"].map(lambda v: unicodedata.normalize("NFC", v))
     return df, None
 
 
@@ -120,16 +139,23 @@ def _path_problem(batch_dir: Path, video: str) -> str | None:
     if not video:
         return "has an empty video path; give the path relative to the batch folder"
     if Path(video).is_absolute():
-        return f"video {video!r} is an absolute path; give a path relative to the batch folder"
+        return "is an absolute path; give a path relative to the batch folder"
     if ".." in Path(video).parts:
-        return f"video {video!r} leaves the batch folder ('..'); move the file into the batch folder"
+        return "leaves the batch folder ('..'); move the file into the batch folder"
     target = batch_dir / video
-    if target.is_symlink() and not target.resolve().is_relative_to(batch_dir.resolve()):
-        return f"video {video!r} is a link to a file outside the batch folder; copy the file in instead"
+    try:
+        inside = target.resolve(strict=False).is_relative_to(batch_dir.resolve())
+    except (OSError, RuntimeError):  # a loop of links
+        return "goes through a loop of links; copy the file in instead"
+    if not inside:  # a link, the file's or a folder's on the way to it, leads out of the batch
+        link = next((part for part in (batch_dir / Path(*Path(video).parts[:i + 1])
+                                       for i in range(len(Path(video).parts))) if part.is_symlink()), target)
+        what = "a link to a file" if link == target else f"under {link.relative_to(batch_dir).as_posix()!r}, a link to a folder"
+        return f"is {what} outside the batch folder; copy the file in instead"
     if not target.exists():
-        return f"video {video!r} does not exist; add the file or remove the row"
+        return "does not exist; add the file or remove the row"
     if not target.is_file():
-        return f"video {video!r} is not a file; list video files only"
+        return "is not a file; list video files only"
     return None
 
 
@@ -160,9 +186,9 @@ def probe_rows(batch_dir: Path, labels: pd.DataFrame, max_side: int, cache: Fram
                 rec.update(has_video=True, frames=p.frames, fps=round(p.fps, 3), width=p.width, height=p.height,
                            duration_s=round(p.duration_s, 3), codec=p.codec, variable_frame_rate=p.variable_frame_rate)
                 if p.frames == 1 and p.codec in STILL_IMAGE_CODECS:
-                    rec["probe_error"] = f"is a still image ({p.codec}), not a video"
+                    rec["probe_error"] = f"is a still image ({p.codec}), not a video; land a video clip or remove the row"
             except VideoDecodeError as e:
-                rec.update(has_video="no video stream" not in str(e), probe_error=str(e))
+                rec.update(has_video="no video stream" not in str(e), probe_error=f"{e}; {e.fix}")
             first = first_row_of.setdefault(rec["sha256"], rec["row"])
             if first != rec["row"]:
                 rec["duplicate_of"] = first
@@ -174,46 +200,46 @@ def probe_rows(batch_dir: Path, labels: pd.DataFrame, max_side: int, cache: Fram
 # -- the suite -------------------------------------------------------------------------------
 
 def _row_rules(rules: Rules, known: dict[str, str]):
-    """(name, expectation, reason for a failing manifest row) in the order reasons are given."""
+    """(name, expectation, what is wrong with a failing manifest row and the fix), in reporting order."""
     import great_expectations.expectations as gxe
 
-    def where(r):
-        return f"labels.csv row {r['row']}: video {r['video']!r}"
-
+    label_rule = ("1-128 characters, none a control character or a path separator" if rules.label_pattern == LABEL_PATTERN
+                  else f"validation.label_pattern is {rules.label_pattern}")
+    size = (lambda r: f"is {r['width']}x{r['height']}, outside {rules.min_side}-{rules.max_side} pixels a side; "
+                      "rescale it (ffmpeg -vf scale=...) or remove the row")
     return [
-        ("path", gxe.ExpectColumnValuesToBeNull(column="path_problem"),
-         lambda r: f"labels.csv row {r['row']}: {r['path_problem']}"),
-        ("decodes", gxe.ExpectColumnValuesToBeNull(column="probe_error"),
-         lambda r: f"{where(r)} {r['probe_error']}; re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) "
-                   "or remove the row"),
+        ("path", gxe.ExpectColumnValuesToBeNull(column="path_problem"), lambda r: r["path_problem"]),
+        ("decodes", gxe.ExpectColumnValuesToBeNull(column="probe_error"), lambda r: r["probe_error"]),
         ("split", gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
-         lambda r: f"{where(r)}: split {r['split']!r} is not one of {', '.join(SPLITS)}; use one of them"),
+         lambda r: f"has split {r['split']!r}, not one of {', '.join(SPLITS)}; use one of them"),
         ("label", gxe.ExpectColumnValuesToMatchRegex(column="label", regex=rules.label_pattern),
-         lambda r: f"{where(r)}: label {r['label']!r} is not a class name (1-64 ASCII letters, digits, "
-                   f"'_', '.', '-', matching {rules.label_pattern}); rename the class"),
+         lambda r: f"has label {r['label']!r}, which is not a class name ({label_rule}); rename the class"),
         ("frames", gxe.ExpectColumnValuesToBeBetween(column="frames", min_value=rules.min_frames),
-         lambda r: f"{where(r)} has {r['frames']} frame(s), the model samples {rules.min_frames}; "
+         lambda r: f"has {r['frames']} frame(s), the model samples {rules.min_frames}; "
                    f"provide a clip of at least {rules.min_frames} frames"),
         ("width", gxe.ExpectColumnValuesToBeBetween(column="width", min_value=rules.min_side, max_value=rules.max_side),
-         lambda r: f"{where(r)} is {r['width']}x{r['height']}, outside {rules.min_side}-{rules.max_side} pixels "
-                   "a side; rescale it (ffmpeg -vf scale=...) or remove the row"),
+         size),
         ("height", gxe.ExpectColumnValuesToBeBetween(column="height", min_value=rules.min_side, max_value=rules.max_side),
-         lambda r: f"{where(r)} is {r['width']}x{r['height']}, outside {rules.min_side}-{rules.max_side} pixels "
-                   "a side; rescale it (ffmpeg -vf scale=...) or remove the row"),
+         size),
         ("duration", gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=rules.min_duration_s,
                                                         max_value=rules.max_duration_s),
-         lambda r: f"{where(r)} lasts {r['duration_s']} s, outside {rules.min_duration_s}-{rules.max_duration_s} s; "
+         lambda r: f"lasts {r['duration_s']} s, outside {rules.min_duration_s}-{rules.max_duration_s} s; "
                    "trim or replace it"),
         ("frame_rate", gxe.ExpectColumnValuesToBeInSet(
             column="variable_frame_rate", value_set=[False, True] if rules.allow_variable_frame_rate else [False]),
-         lambda r: f"{where(r)} has a variable frame rate; re-encode it at a constant rate "
+         lambda r: "has a variable frame rate; re-encode it at a constant rate "
                    "(ffmpeg -i in -fps_mode cfr -r 25 out.mp4)"),
         ("unique", gxe.ExpectColumnValuesToBeNull(column="duplicate_of"),
-         lambda r: f"{where(r)} has the same content (sha256) as row {int(r['duplicate_of'])}; remove the duplicate row"),
+         lambda r: f"has the same content (sha256) as row {int(r['duplicate_of'])}; remove the duplicate row"),
         ("new", gxe.ExpectColumnValuesToNotBeInSet(column="sha256", value_set=sorted(known) or ["-"]),
-         lambda r: f"{where(r)} is already in the store as {known.get(r['sha256'])} (same sha256); "
+         lambda r: f"is already in the store as {known.get(r['sha256'])} (same sha256); "
                    "remove the row, that video is known"),
     ]
+
+
+def row_reason(r, problems: list[str]) -> str:
+    """One line for a quarantined row: where it is, then every problem it has with its fix, ``|``-separated."""
+    return f"labels.csv row {r['row']}: video {r['video']!r} " + " | ".join(problems)
 
 
 class _Suite:
@@ -253,8 +279,9 @@ class _Suite:
 
 def _unlisted(batch_dir: Path, listed: set[str]) -> list[str]:
     files = (p.relative_to(batch_dir).as_posix() for p in batch_dir.rglob("*") if p.is_file() or p.is_symlink())
+    folders = {"/".join(v.split("/")[:i]) for v in listed for i in range(1, v.count("/") + 1)}  # a linked folder
     return sorted(f for f in files if f != "labels.csv" and not any(part.startswith(".") for part in f.split("/"))
-                  and f not in listed)
+                  and f not in listed and f not in folders)
 
 
 def validate_batch(batch_dir: Path, rules: Rules, report_dir: Path, *,
@@ -291,13 +318,15 @@ def validate_batch(batch_dir: Path, rules: Rules, report_dir: Path, *,
     manifest = probe_rows(batch_dir, labels, rules.max_side, cache)
     row_rules = _row_rules(rules, known)
     failing = suite.run("rows", manifest, [e for _, e, _ in row_rules], "row")
-    reason_of = {}
-    for (_, _, reason), rows in zip(row_rules, failing):
+    problems: dict[int, list[str]] = {}
+    for (_, _, problem), rows in zip(row_rules, failing):  # every rule a row fails, in the rules' order
         for row in rows:
-            if int(row) not in reason_of:
-                r = manifest.loc[manifest["row"] == int(row)].iloc[0]
-                reason_of[int(row)] = reason(r)
-    manifest["reason"] = manifest["row"].map(reason_of)
+            r = manifest.loc[manifest["row"] == int(row)].iloc[0]
+            text = problem(r)
+            if text not in problems.setdefault(int(row), []):  # width and height give one size problem
+                problems[int(row)].append(text)
+    manifest["reason"] = manifest["row"].map(
+        {row: row_reason(manifest.loc[manifest["row"] == row].iloc[0], ps) for row, ps in problems.items()})
     unlisted = _unlisted(batch_dir, set(manifest["video"]))
 
     good = manifest[manifest["reason"].isna()]
@@ -347,7 +376,8 @@ BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 def validation_rules(params) -> Rules:
     """The suite's thresholds from ``params.validation``; ``min_frames`` defaults to what the model samples."""
     rules = params.validation.model_dump()
-    return Rules(**rules | {"min_frames": rules["min_frames"] or params.model.num_segments})
+    return Rules(**rules | {"min_frames": rules["min_frames"] or params.model.num_segments,
+                            "label_pattern": rules["label_pattern"] or LABEL_PATTERN})
 
 
 def known_videos(store, batch_id: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ exists in memory at full size more than one frame at a time.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,7 +20,54 @@ import numpy as np
 
 
 class VideoDecodeError(ValueError):
-    """A file that FFmpeg cannot decode into at least one video frame."""
+    """A file that FFmpeg cannot decode into a whole video; ``fix``: what the person who landed it can do."""
+
+    def __init__(self, problem: str, fix: str = "re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) "
+                                                  "or remove the row"):
+        super().__init__(problem)
+        self.fix = fix
+
+
+COPY_AGAIN = "copy the file again (its transfer or recording was cut off) or remove the row"
+
+
+def iso_media_problem(path: str | Path) -> str | None:
+    """For an ISO base media file (mp4, mov, m4v, 3gp: it starts with an ``ftyp`` box), why it is
+    incomplete — a top-level box that runs past the end of the file, or no ``moov`` index — else None.
+
+    A file cut short keeps its header, so FFmpeg may decode part of it or refuse it as invalid data;
+    its box structure says which: the file is truncated, not badly encoded.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(8)[4:8] != b"ftyp":
+            return None
+        pos, boxes = 0, []
+        while pos < size:
+            f.seek(pos)
+            header = f.read(8)
+            if len(header) < 8:
+                return f"is truncated: it ends {size - pos} byte(s) into a box header"
+            length, kind = struct.unpack(">I4s", header)
+            if length == 1:
+                big = f.read(8)
+                if len(big) < 8:
+                    return "is truncated: it ends inside a box header"
+                length = struct.unpack(">Q", big)[0]
+            elif length == 0:  # the last box runs to the end of the file
+                length = size - pos
+            name = kind.decode("latin-1")
+            if length < 8:
+                return f"is corrupt: its box {name!r} at byte {pos} has an impossible size ({length})"
+            if pos + length > size:
+                return (f"is truncated: its {name!r} box needs {length} bytes from byte {pos}, the file ends "
+                        f"{size - pos} bytes in ({size} of {pos + length} bytes)")
+            boxes.append(kind)
+            pos += length
+    if b"moov" not in boxes:
+        return "is truncated or unfinished: it has no index ('moov' box), which a recorder writes last"
+    return None
 
 
 @dataclass(frozen=True)
@@ -128,15 +176,25 @@ def probe_video(path: str | Path, *, max_side: int | None = None,
     """
     path = Path(path)
     if path.stat().st_size == 0:
-        raise VideoDecodeError("is empty (0 bytes)")
+        raise VideoDecodeError("is empty (0 bytes)", COPY_AGAIN)
+    incomplete = iso_media_problem(path)
+    if incomplete:
+        raise VideoDecodeError(incomplete, COPY_AGAIN)
+    frames = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams:
-                raise VideoDecodeError("holds no stream at all (an empty, zero-duration container)")
+                raise VideoDecodeError("holds no stream at all (an empty, zero-duration container)",
+                                       "export the video again or remove the row")
             if not container.streams.video:
                 kinds = sorted({s.type for s in container.streams})
-                raise VideoDecodeError(f"has no video stream ({', '.join(kinds)} only)")
+                raise VideoDecodeError(f"has no video stream ({', '.join(kinds)} only)",
+                                       "land the video itself, not a sound track, or remove the row")
             stream = container.streams.video[0]
+            # What the container says it holds, to tell a file cut short from a short clip.
+            declared_frames = int(stream.frames or 0)
+            declared_s = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                          else (container.duration or 0) / av.time_base)
             codec = stream.codec_context.name
             fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             width, height = stream.codec_context.width, stream.codec_context.height
@@ -154,9 +212,16 @@ def probe_video(path: str | Path, *, max_side: int | None = None,
                 if frame.pts is not None:
                     pts.append(frame.pts * float(frame.time_base))
     except av.FFmpegError as e:
-        raise VideoDecodeError(f"cannot be decoded by FFmpeg ({getattr(e, 'strerror', None) or e})") from e
+        why = getattr(e, "strerror", None) or e
+        if frames:  # the start decoded: the rest is damaged or missing
+            raise VideoDecodeError(f"is corrupt or truncated: decoding stopped after {frames} frame(s) ({why})",
+                                   COPY_AGAIN) from e
+        raise VideoDecodeError(f"cannot be decoded by FFmpeg ({why})",
+                               "if it plays elsewhere, re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4); "
+                               "otherwise copy it again or remove the row") from e
     if frames == 0:
-        raise VideoDecodeError("has a video stream but no frame (zero duration)")
+        raise VideoDecodeError("has a video stream but no frame (zero duration)",
+                               "export the video again or remove the row")
     steps = np.diff(np.sort(pts)) if len(pts) > 1 else np.array([])
     # Timestamps are whole ticks of the container's time base (Matroska/WebM: 1 ms, so 60 fps is
     # 16 or 17 ms apart): a spread within one tick and a half is rounding, not a variable rate.
@@ -165,6 +230,14 @@ def probe_video(path: str | Path, *, max_side: int | None = None,
     if vfr or not fps:
         fps = float(1 / np.median(steps)) if steps.size and np.median(steps) > 0 else fps
     duration = float(pts[-1] - pts[0] + 1 / fps) if len(pts) > 1 and fps else (frames / fps if fps else 0.0)
+    # Far fewer frames or seconds than the header states: the file was cut short (a Matroska or
+    # fragmented file keeps playing up to the cut). A few frames or half a second of slack.
+    if declared_frames and declared_frames - frames > max(2, 0.05 * declared_frames):
+        raise VideoDecodeError(f"is truncated: its header says {declared_frames} frames, {frames} decode",
+                               COPY_AGAIN)
+    if declared_s and declared_s - duration > max(0.5, 0.05 * declared_s):
+        raise VideoDecodeError(f"is truncated: its header says {declared_s:.2f} s, {duration:.2f} s decode "
+                               f"({frames} frames)", COPY_AGAIN)
     return VideoProbe(frames, fps, width, height, duration, codec, variable_frame_rate=vfr)
 
 
