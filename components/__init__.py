@@ -52,7 +52,11 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
     from vidcil.pipeline.runner import run_step
 
     try:
-        out = run_step(Params.load(args.params), step, args.batch_id)
+        params = Params.load(args.params)
+    except (FileNotFoundError, ValueError) as e:  # the file and the fields to fix, without a traceback
+        sys.exit(f"components.{step}: {e}")
+    try:
+        out = run_step(params, step, args.batch_id)
     except BatchRejected as e:
         print(f"batch {args.batch_id} rejected: {e}", file=sys.stderr)
         sys.exit(REJECTED_EXIT_CODE)

@@ -110,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="run only these methods (of vidcil.experiments.methods METHODS and EXTENSIONS, e.g. "
                         "tsd tsd_dynamic tsd_nextvlad r50_to_mnv3_encoder); no ablation, no single-frame model")
     args = parser.parse_args(argv)
-    if not Path(args.params).is_file() and args.params != parser.get_default("params"):
-        parser.error(f"--params {args.params}: no such file")
     # validate and generate only read video: plugin options stay unparsed, torch and MLflow unimported
-    params = Params.load(args.params, plugins=args.command not in ("validate", "generate"))
+    try:
+        params = Params.load(args.params, plugins=args.command not in ("validate", "generate"))
+    except (FileNotFoundError, ValueError) as e:  # a missing file, or one line per wrong field
+        parser.exit(2, f"vidcil: {e}\n")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     if args.command == "validate":
         return _validate(params, args.batch_dir, args.report)

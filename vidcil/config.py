@@ -327,8 +327,15 @@ class Params(_Section):
     def load(cls, path: str | Path = "params.yaml", *, plugins: bool = True) -> "Params":
         """``plugins=False``: plugin kinds are checked, their options not (nothing heavy is imported)."""
         path = Path(path)
-        data = yaml.safe_load(path.read_text()) if path.exists() else {}
+        if not path.is_file():  # never built-in defaults in place of a mistyped path
+            raise FileNotFoundError(f"params file {path} does not exist (working directory {Path.cwd()}); pass "
+                                    "--params PATH, or copy the repository's params.yaml, which documents every option")
+        data = yaml.safe_load(path.read_text())
         try:
             return cls.model_validate(data or {}, context={"plugins": plugins})
+        except ValidationError as e:  # one line per wrong field: where, what is wrong, what was given
+            lines = [f"{'.'.join(map(str, err['loc'])) or '(top level)'}: {err['msg']} (given: {err.get('input')!r})"
+                     for err in e.errors(include_url=False)]
+            raise ValueError(f"{path}: {len(lines)} setting(s) to fix:\n  " + "\n  ".join(lines)) from None
         except Exception as e:
             raise ValueError(f"{path}: {e}") from e

@@ -51,6 +51,24 @@ def test_a_bad_choice_fails_at_load_naming_the_fix(tmp_path, text, message):
         Params.load(f)
 
 
+def test_a_missing_params_file_is_an_error_not_the_defaults(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params file .*parms.yaml does not exist.*pass --params PATH"):
+        Params.load(tmp_path / "parms.yaml")
+
+
+def test_wrong_settings_are_listed_one_line_each(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("train: {epochs: -1, lr: abc}\ntrian: {epochs: 2}\n")
+    with pytest.raises(ValueError) as e:
+        Params.load(f)
+    assert str(e.value).splitlines() == [
+        f"{f}: 3 setting(s) to fix:",
+        "  train.epochs: Input should be greater than or equal to 1 (given: -1)",
+        "  train.lr: Input should be a valid number, unable to parse string as a number (given: 'abc')",
+        "  trian: Extra inputs are not permitted (given: {'epochs': 2})",
+    ]
+
+
 def test_null_distil_means_cross_entropy_only(tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text("distil: null\n")
