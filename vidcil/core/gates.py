@@ -3,7 +3,11 @@
 Gates (thresholds in ``params.yaml`` under ``gates``):
 
 - ``min_accuracy``: accuracy on the test videos of every batch seen so far;
-- ``min_new_accuracy``: accuracy on this batch's test videos (it learnt the new data);
+- ``min_accuracy_over_chance``: that accuracy as the share of the way from chance (1 / the classes the
+  model knows) to perfect, (accuracy − chance) / (1 − chance), so that one floor means the same on 2
+  classes as on 200: 0.55 on 2 classes is 0.10 of the way, 0.55 on 10 classes is 0.50;
+- ``min_new_accuracy``: accuracy on this batch's test videos (it learnt the new data); its share of the
+  way from chance likewise: ``min_new_accuracy_over_chance``;
 - ``max_forgetting``: mean forgetting over earlier batches (not for the first batch);
 - ``memory_budget``: the memory it trained on is within ``memory.budget_bytes``;
 - ``max_old_drop``: on the batches the champion knows, the challenger is at most this much worse
@@ -32,13 +36,25 @@ def _mean_over(row: list[float], columns: list[str], chosen: list[str]) -> float
     return float(np.mean([a for a, c in zip(row, columns) if c in chosen]))
 
 
+def over_chance(accuracy: float, classes: int) -> float:
+    """(accuracy − chance) / (1 − chance) with chance = 1 / ``classes``: 0 at chance, 1 when perfect."""
+    chance = 1.0 / classes
+    return (accuracy - chance) / (1.0 - chance)
+
+
 def evaluate_gates(ev: dict, gates: GateParams, budget_bytes: int) -> GateDecision:
     """``ev``: the evaluate step's output."""
+    classes = len(ev["confusion"]["classes"])
     checks = {
         "min_accuracy": (ev["accuracy_all_seen"], gates.min_accuracy, ">="),
         "min_new_accuracy": (ev["accuracy_new"], gates.min_new_accuracy, ">="),
         "memory_budget": (ev["memory_bytes"], budget_bytes, "<="),
     }
+    if classes > 1:  # one class: chance is perfect, nothing to be over
+        checks["min_accuracy_over_chance"] = (over_chance(ev["accuracy_all_seen"], classes),
+                                              gates.min_accuracy_over_chance, ">=")
+        checks["min_new_accuracy_over_chance"] = (over_chance(ev["accuracy_new"], classes),
+                                                  gates.min_new_accuracy_over_chance, ">=")
     if ev["history"]:
         checks["max_forgetting"] = (ev["mean_forgetting"], gates.max_forgetting, "<=")
     if "champion_row" in ev and ev.get("old_columns"):
@@ -50,5 +66,6 @@ def evaluate_gates(ev: dict, gates: GateParams, budget_bytes: int) -> GateDecisi
         ok = value >= threshold if op == ">=" else value <= threshold
         result[gate] = {"passed": bool(ok), "value": float(value), "threshold": float(threshold)}
         if not ok:
-            reasons.append(f"{gate}: {value:.4g} is not {op} {threshold:.4g}")
+            reasons.append(f"{gate}: {value:.3f} is not {op} {threshold:.3g}"
+                           + (f" ({classes} classes: chance {1 / classes:.3f})" if "chance" in gate else ""))
     return GateDecision(not reasons, result, reasons)

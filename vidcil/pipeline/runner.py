@@ -85,15 +85,19 @@ def stream_report(params: Params, last_batch: str, out_dir: Path | None = None) 
 def print_table(record: dict, results: list[dict]) -> None:
     table = Table(title="vidcil stream: the model in service after each batch")
     for col in ("batch", "acc. all seen", "acc. batch", "forgetting (first)", "mean forgetting",
-                "memory bytes", "version", "decision"):
-        table.add_column(col, justify="right")
+                "memory bytes", "in service", "challenger", "decision"):
+        table.add_column(col, justify="left" if col == "decision" else "right")
     for b in record["batches"]:
-        decision = "promoted" if b["promoted"] else "held"
+        # A held batch: the figures are the champion's (still in service; none before the first
+        # promotion), the challenger's accuracy and the gates' reasons beside them.
+        decision = "promoted" if b["promoted"] else "held: " + ("; ".join(b.get("reasons", [])) or "a gate failed")
+        service = f"v{b['champion_version']}" if b.get("champion_version") else "none"
+        challenger = f"v{b['version']} {b['challenger_accuracy']:.3f}" if "challenger_accuracy" in b else f"v{b['version']}"
         table.add_row(b["batch_id"], f"{b['accuracy_all_seen']:.3f}", f"{b['accuracy_new']:.3f}",
                       f"{b['forgetting_first']:+.3f}", f"{b['mean_forgetting']:+.3f}", f"{b['memory_bytes']:,}",
-                      f"v{b['version']}", decision)
+                      service, challenger, decision)
     for r in results:
         if r.get("decision") == "rejected":
-            table.add_row(r["batch_id"], "-", "-", "-", "-", "-", "-", "rejected")
-    Console(width=120).print(table)
+            table.add_row(r["batch_id"], "-", "-", "-", "-", "-", "-", "-", f"rejected: {r['reason']}")
+    Console(width=160).print(table)
     Console().print(f"average incremental accuracy: {record['average_incremental_accuracy']:.3f}")

@@ -502,7 +502,7 @@ def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
     else:  # the champion stays in service; its row is what users get after this batch
         row, acc_all = ev.get("champion_row", [0.0] * len(ev["columns"])), ev.get("champion_accuracy", 0.0)
         service_version = previous.version if previous else None
-    record = _stream_record(ev, row, acc_all, batch_id, version.version, service_version, promoted)
+    record = _stream_record(ev, row, acc_all, batch_id, version.version, service_version, promoted, gate["reasons"])
     decision = "promoted" if promoted else "held"
     mlflow_registry.set_tags(name, version.version, {
         "decision": decision, "previous_champion": previous.version if previous else "none"})
@@ -525,8 +525,9 @@ def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
         "reasons": gate["reasons"], "champion_version": service_version, "reused": False})
 
 
-def _stream_record(ev, row, acc_all, batch_id, version, service_version, promoted) -> dict:
-    """The service record after this batch: accuracy matrix and per-batch summary rows."""
+def _stream_record(ev, row, acc_all, batch_id, version, service_version, promoted, reasons) -> dict:
+    """The service record after this batch: accuracy matrix and per-batch summary rows (the model in
+    service's figures; the challenger's accuracy and, when held, the gates' reasons beside them)."""
     before = latest_record(ev["columns"], batch_id)
     matrix = ev["history"] + [row]
     A = metrics.accuracy_matrix(matrix, len(ev["columns"]))
@@ -535,6 +536,7 @@ def _stream_record(ev, row, acc_all, batch_id, version, service_version, promote
         "accuracy_all_seen": acc_all, "accuracy_new": row[-1],
         "forgetting_first": metrics.forgetting_first(A), "mean_forgetting": metrics.mean_forgetting(A),
         "backward_transfer": metrics.backward_transfer(A), "memory_bytes": ev["memory_bytes"],
+        "challenger_accuracy": ev["challenger_accuracy"], "reasons": list(reasons),
     }]
     aia = metrics.average_incremental_accuracy([s["accuracy_all_seen"] for s in summary])
     return {"columns": ev["columns"], "matrix": matrix, "batches": summary,
