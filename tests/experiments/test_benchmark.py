@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -103,7 +104,7 @@ def test_a_budget_too_small_for_one_exemplar_names_the_method_batch_and_the_benc
     assert list(finished["finetune"]) == ["0"]  # the runs before the failure are kept
 
 
-def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, monkeypatch):
+def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     params = Params()
     landing = bundled_stream(quick_params(params), True, tmp_path / "landing")
@@ -111,6 +112,11 @@ def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, m
     result = run_benchmark(params, tmp_path / "out", landing=landing, quick=True, methods=names)
 
     assert list(result["runs"]) == names  # no ablation, no single-frame model
+    # Off a terminal, one plain line per epoch; the count planned up front is the count trained
+    # (a student of another architecture trains epochs_first epochs, as in the pipeline).
+    lines = re.findall(r"\[vidcil\] benchmark seed 0 (\w+): epoch (\d+)/(\d+) of the benchmark", capsys.readouterr().err)
+    assert [n for n in names if n in {m for m, _, _ in lines}] == names
+    assert [int(d) for _, d, _ in lines] == list(range(1, len(lines) + 1)) and {t for _, _, t in lines} == {str(len(lines))}
     metrics = {n: result["runs"][n][0]["metrics"] for n in names}
     assert all(math.isfinite(v) for m in metrics.values() for v in m.values())
     assert metrics["tsd_nextvlad"]["final_hit_at_1"] == metrics["tsd_nextvlad"]["final_accuracy"]  # one label per clip

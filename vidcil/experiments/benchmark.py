@@ -23,6 +23,7 @@ from vidcil.experiments import report
 from vidcil.experiments.methods import ABLATIONS, EXTENSIONS, METHODS
 from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
 from vidcil.io.inputs import frame_cache
+from vidcil.io.progress import hms
 from vidcil.io.validation import validation_rules
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -111,11 +112,19 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
             task = bar.add_task("benchmark", total=total)
+
+            def advance() -> None:  # one epoch done; off a terminal (logs) a plain line, as training does
+                bar.advance(task)
+                if not console.is_terminal:
+                    done = bar.tasks[0]
+                    console.print(f"[vidcil] benchmark {done.description}: epoch {int(done.completed)}/{total} "
+                                  f"of the benchmark, {hms(time.perf_counter() - start)} elapsed")
+
             for seed in seeds:
                 runner = BenchmarkRunner(stream, params, seed, work / f"seed{seed}")
                 for method in runs[seed]:
                     bar.update(task, description=f"seed {seed} {method.name}")
-                    run = runner.run(method, on_epoch=lambda: bar.advance(task))
+                    run = runner.run(method, on_epoch=advance)
                     results[method.name][seed] = {"metrics": run.metrics(), "matrix": run.matrix(),
                                                   "batches": [vars(b) for b in run.batches]}
                     (out / "partial.json").write_text(json.dumps(results))  # a crash keeps what is done
@@ -125,7 +134,7 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
                                   f"steps {m['optimizer_steps']}  {m['wall_seconds']:.0f} s")
                 if single_frame:
                     bar.update(task, description=f"seed {seed} single frame")
-                    single["single_frame"].append(runner.single_frame(on_epoch=lambda: bar.advance(task)))
+                    single["single_frame"].append(runner.single_frame(on_epoch=advance))
                     single["temporal"].append(results["joint"][seed]["metrics"]["final_accuracy"])
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,7 +11,8 @@ import time
 from typing import TextIO
 
 
-def _duration(seconds: float) -> str:
+def hms(seconds: float) -> str:
+    """``seconds`` as H:MM:SS."""
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
@@ -58,7 +59,7 @@ class EpochProgress:
         self._last = now
         terms = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("train_accuracy", "steps"))
         text = (f"epoch {epoch + 1}/{self.epochs} {terms} train_acc {row['train_accuracy']:.3f} "
-                f"clips/s {rate:.1f} eta {_duration(eta)}")
+                f"clips/s {rate:.1f} eta {hms(eta)}")
         if self._bar is not None:
             self._bar.update(self._task, completed=epoch + 1, description=f"{self.label} {text}")
         else:
