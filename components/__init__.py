@@ -49,6 +49,7 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
 
     from vidcil.config import Params
     from vidcil.io.contract import BatchRejected
+    from vidcil.io.project_lock import ProjectBusy
     from vidcil.pipeline.runner import run_step
 
     try:
@@ -60,6 +61,8 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
     except BatchRejected as e:
         print(f"batch {args.batch_id} rejected: {e}", file=sys.stderr)
         sys.exit(REJECTED_EXIT_CODE)
+    except ProjectBusy as e:  # another writer holds the project: one line; the runner's retry comes later
+        sys.exit(f"components.{step}: {e}")
     if os.environ.get("RANK", "0") != "0":  # one of torchrun's processes: rank 0 writes the output
         return
     text = json.dumps(out, default=str)

@@ -288,6 +288,7 @@ class OrchestrationParams(_Section):
     watch_every_minutes: int = Field(5, ge=1)  # how often the landing zone is listed
     distil_on: Literal["local", "kubernetes"] = "local"  # VIDCIL_DISTIL_ON overrides
     retries: int = Field(2, ge=0)
+    lock_wait_minutes: float = Field(10, ge=0)  # a second writer waits this long for the project lock, then exits
     kubernetes: KubernetesParams = KubernetesParams()
 
 

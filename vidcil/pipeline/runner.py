@@ -5,7 +5,9 @@ process (a laptop, ``vidcil run-stream``, ``dvc repro``); and the stream's repor
 from __future__ import annotations
 
 import json
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -14,22 +16,45 @@ from rich.table import Table
 from vidcil.config import Params
 from vidcil.io import mlflow_registry, plots
 from vidcil.io.contract import BatchRejected
+from vidcil.io.project_lock import project_lock, remove_stale_staging
 from vidcil.pipeline.spec import PIPELINE
 from vidcil.pipeline.state import batch_run_record
 
 console = Console(stderr=True)
 
 
+def _say(line: str) -> None:
+    print(f"[vidcil] {line}", file=sys.stderr, flush=True)  # plain: Airflow and pod logs too
+
+
+@contextmanager
+def one_writer(params: Params):
+    """The project's write lock (:mod:`vidcil.io.project_lock`) around a step or a batch; on taking
+    it, what a killed writer left half-staged in the store is removed."""
+    with project_lock(params.paths.runs, wait_s=params.orchestration.lock_wait_minutes * 60, on_wait=_say) as taken:
+        if taken:
+            for stale in remove_stale_staging(params.paths.store):
+                _say(f"removed {stale}, left half-written by an interrupted run (never published)")
+        yield
+
+
 def run_step(params: Params, step: str, batch_id: str) -> dict:
     function = PIPELINE.step(step).load()
     params = params.typed()  # the same recipe however the params were made (file, code, a test)
-    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
-    return function(params, batch_id)
+    with one_writer(params):  # configure too: two processes creating one SQLite store at once collide
+        mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+        return function(params, batch_id)
 
 
 def run_batch(params: Params, batch_id: str) -> dict:
-    """Every step for one batch. A batch that is registered and decided already is skipped whole."""
+    """Every step for one batch, holding the project's write lock throughout. A batch that is
+    registered and decided already is skipped whole."""
     params = params.typed()
+    with one_writer(params):
+        return _run_batch(params, batch_id)
+
+
+def _run_batch(params: Params, batch_id: str) -> dict:
     mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     done = mlflow_registry.version_for_batch(params.mlflow.model_name, batch_id)
     if done is not None and mlflow_registry.tag(done, "decision"):
