@@ -8,6 +8,7 @@ are all read from the registry (version tags and aliases): there is no second le
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -91,6 +92,15 @@ def save_checkpoint(model: VideoRecognizer, config: dict, folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=1))
 
 
+def weights_digest(folder: Path) -> str:
+    """sha256 of a checkpoint's weights file: what binds a registered version to what was evaluated."""
+    h = hashlib.sha256()
+    with open(Path(folder) / "state_dict.pt", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def load_checkpoint(folder: Path) -> tuple[VideoRecognizer, dict]:
     """Rebuild a model from ``config.json`` + ``state_dict.pt`` (weights only, no pickle)."""
     config = json.loads((Path(folder) / "config.json").read_text())
@@ -137,13 +147,36 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
+DISCARDED = "discarded"  # the decision of a stray version: registered for a batch, never what was evaluated
+
+
 def version_for_batch(name: str, batch_id: str) -> ModelVersion | None:
-    """The registered version trained on ``batch_id``, if that batch is done."""
+    """The registered version trained on ``batch_id`` (not a discarded stray), if there is one."""
     try:
         found = client().search_model_versions(f"name = '{name}' and tags.`{TAG}batch_id` = '{batch_id}'")
     except MlflowException:
         return None  # no such registered model yet
+    found = [v for v in found if v.tags.get(f"{TAG}decision") != DISCARDED]
     return max(found, key=lambda v: int(v.version)) if found else None
+
+
+def close_orphaned_runs(experiment: str) -> list[str]:
+    """Runs of ``experiment`` left RUNNING by a killed vidcil process, closed as FAILED (with a tag
+    saying why). Called by a runner that has just taken the project lock: no live writer owns them.
+    A killed distil's run is resumed (and RUNNING again) when its checkpoint is."""
+    c = client()
+    found = c.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = c.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
+    closed = []
+    for run in runs:
+        if f"{TAG}batch_id" not in run.data.tags:
+            continue  # not one of ours
+        c.set_tag(run.info.run_id, f"{TAG}closed", "left RUNNING by a process that was stopped; closed by the next run")
+        c.set_terminated(run.info.run_id, status="FAILED")
+        closed.append(run.info.run_id)
+    return closed
 
 
 def version_by_alias(name: str, alias: str) -> ModelVersion | None:

@@ -35,14 +35,18 @@ def one_writer(params: Params):
         if taken:
             for stale in remove_stale_staging(params.paths.store):
                 _say(f"removed {stale}, left half-written by an interrupted run (never published)")
+        # configured under the lock: two processes creating one SQLite store at once collide
+        mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+        if taken:
+            for run_id in mlflow_registry.close_orphaned_runs(params.mlflow.experiment):
+                _say(f"MLflow run {run_id} was left RUNNING by a stopped process: closed as FAILED")
         yield
 
 
 def run_step(params: Params, step: str, batch_id: str) -> dict:
     function = PIPELINE.step(step).load()
     params = params.typed()  # the same recipe however the params were made (file, code, a test)
-    with one_writer(params):  # configure too: two processes creating one SQLite store at once collide
-        mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+    with one_writer(params):
         return function(params, batch_id)
 
 
@@ -55,7 +59,6 @@ def run_batch(params: Params, batch_id: str) -> dict:
 
 
 def _run_batch(params: Params, batch_id: str) -> dict:
-    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
     done = mlflow_registry.version_for_batch(params.mlflow.model_name, batch_id)
     if done is not None and mlflow_registry.tag(done, "decision"):
         console.print(f"[dim]{batch_id}: done already (version {done.version}, "

@@ -280,6 +280,9 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
 
     checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"
     fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
+    finished = _finished_distil(params, batch_id, fingerprint)
+    if finished is not None:  # a rerun (e.g. after a kill in register): the model is there, not retrained
+        return finished if group.is_main else {"batch_id": batch_id, "rank": group.rank}
     start = time.perf_counter()
     label = f"{batch_id} {'distil' if teacher else 'train'}"
     resumed = int((load_training_checkpoint(checkpoint, fingerprint) or {}).get("epoch", 0))
@@ -305,6 +308,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
                                    params.data.input_size)
     mlflow_registry.save_checkpoint(student.cpu(), config, run_dir(params, batch_id) / "model")
     return write_output(params, batch_id, "distil", {
+        "fingerprint": fingerprint, "weights_sha256": mlflow_registry.weights_digest(run_dir(params, batch_id) / "model"),
         "batch_id": batch_id, "teacher_version": champ.version if champ else None,
         "pending_batches": pending, "class_names": class_names, "train_clips": len(data),
         "memory_clips": len(memory.entries), "epochs": result.epochs, "optimizer_steps": result.steps,
@@ -312,6 +316,18 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
         "history": result.history, "model_parameters": sum(p.numel() for p in student.parameters()),
         "run_id": run_id, "processes": group.world,
     })
+
+
+def _finished_distil(params: Params, batch_id: str, fingerprint: str) -> dict | None:
+    """This batch's distil output, when it trained with this very recipe, teacher and data and its
+    model is on disk unchanged; else None (train)."""
+    try:
+        done = read_output(params, batch_id, "distil")
+        same = (done.get("fingerprint") == fingerprint and
+                done.get("weights_sha256") == mlflow_registry.weights_digest(run_dir(params, batch_id) / "model"))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    return write_output(params, batch_id, "distil", done | {"reused": True}) if same else None
 
 
 def _batch_run(params: Params, batch_id: str, fingerprint: str, *, resuming: bool) -> str:
@@ -362,7 +378,8 @@ def evaluate(params: Params, batch_id: str) -> dict:
     challenger, config = mlflow_registry.load_checkpoint(run_dir(params, batch_id) / "model")
     row, acc_all, confusion = _accuracy_row(challenger, store, columns, config["class_names"], params)
     per_class = metrics.per_class_accuracy(np.array(confusion["matrix"]))
-    result = {"batch_id": batch_id, "columns": columns, "challenger_row": row, "challenger_accuracy": acc_all,
+    result = {"batch_id": batch_id, "weights_sha256": mlflow_registry.weights_digest(run_dir(params, batch_id) / "model"),
+              "columns": columns, "challenger_row": row, "challenger_accuracy": acc_all,
               "confusion": confusion, "per_class_accuracy": dict(zip(confusion["classes"], per_class.tolist()))}
     if champ is not None:
         model, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
@@ -391,18 +408,33 @@ def evaluate(params: Params, batch_id: str) -> dict:
 def register(params: Params, batch_id: str) -> dict:
     """Log the run (params, metrics, plots, model) and register a version with lineage tags."""
     name = params.mlflow.model_name
-    existing = mlflow_registry.version_for_batch(name, batch_id)
-    if existing is not None:  # re-run: the batch is registered already, change nothing
-        return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": existing.version,
-                                                           "run_id": existing.run_id, "reused": True})
     valid, memory = read_output(params, batch_id, "validate"), read_output(params, batch_id, "extract_keyframes")
     trained, ev = read_output(params, batch_id, "distil"), read_output(params, batch_id, "evaluate")
     checkpoint = run_dir(params, batch_id) / "model"
+    weights = mlflow_registry.weights_digest(checkpoint)
+    if weights != ev.get("weights_sha256"):
+        raise RuntimeError(f"batch {batch_id}: the model in {checkpoint} is not the one evaluate measured "
+                           "(it was retrained since); run evaluate again, then register")
+    existing = mlflow_registry.version_for_batch(name, batch_id)
+    if existing is not None:
+        same = mlflow_registry.tag(existing, "weights_sha256") == weights
+        if same or mlflow_registry.tag(existing, "decision"):  # re-run: registered (or decided) already
+            return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": existing.version,
+                                                               "run_id": existing.run_id, "reused": True})
+        # Registered for this batch, undecided, other weights than those evaluated (a retrain after a
+        # kill, two writers before the lock): never decide on it.
+        mlflow_registry.set_tags(name, existing.version, {
+            "decision": mlflow_registry.DISCARDED,
+            "discard_reason": f"its weights are not the model evaluated for batch {batch_id} (sha256 "
+                              f"{weights[:12]}); a new version is registered for the batch"})
+        mlflow_registry.describe(name, existing.version, f"batch {batch_id}: discarded (not the model evaluated)")
+        if (a := mlflow_registry.version_by_alias(name, mlflow_registry.CHALLENGER)) and a.version == existing.version:
+            mlflow_registry.client().delete_registered_model_alias(name, mlflow_registry.CHALLENGER)
     example = _input_example(params, batch_id)
     with mlflow.start_run(run_id=trained.get("run_id")) as run:  # the run distil trained in
-        mlflow.log_params({f"{section}.{k}": v for section, values in params.model_dump(mode="json").items()
+        mlflow.log_params({f"{section}.{k}": _param_value(v) for section, values in params.model_dump(mode="json").items()
                            if section not in ("paths", "mlflow", "benchmark", "distil") for k, v in values.items()}
-                          | {f"distil.{k}": v for k, v in (params.model_dump(mode="json")["distil"] or {}).items()})
+                          | {f"distil.{k}": _param_value(v) for k, v in (params.model_dump(mode="json")["distil"] or {}).items()})
         mlflow.log_metrics({k: ev[k] for k in ("accuracy_all_seen", "accuracy_new", "forgetting_first",
                                                 "mean_forgetting", "backward_transfer", "memory_bytes")}
                            | {"optimizer_steps": trained["optimizer_steps"], "train_seconds": trained["train_seconds"],
@@ -420,11 +452,18 @@ def register(params: Params, batch_id: str) -> dict:
             "pending_batches": ",".join(trained["pending_batches"]),
             "class_names": json.dumps(trained["class_names"]),
             "accuracy_all_seen": f"{ev['accuracy_all_seen']:.4f}", "mean_forgetting": f"{ev['mean_forgetting']:.4f}",
+            "weights_sha256": weights,
         }
         version = mlflow_registry.register(model_uri, name, tags)
         mlflow_registry.client().set_registered_model_alias(name, mlflow_registry.CHALLENGER, version.version)
     return write_output(params, batch_id, "register", {"batch_id": batch_id, "version": version.version,
                                                        "run_id": run.info.run_id, "reused": False})
+
+
+def _param_value(value):
+    """A param as MLflow keeps it, the same text however the params were read (YAML sorts mappings'
+    keys, code does not): a rerun into the same run logs equal values, which MLflow allows."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
 def _log_batch_data(params: Params, batch_id: str, valid: dict, ev: dict) -> None:
@@ -464,7 +503,11 @@ def gates(params: Params, batch_id: str) -> dict:
         return write_output(params, batch_id, "gates", {
             "batch_id": batch_id, "version": version.version, "passed": mlflow_registry.tag(version, "decision") == "promoted",
             "reasons": reasons, "checks": json.loads(mlflow_registry.tag(version, "gates", "{}")), "reused": True})
-    decision = evaluate_gates(read_output(params, batch_id, "evaluate"), params.gates, params.memory.budget_bytes)
+    ev = read_output(params, batch_id, "evaluate")
+    if mlflow_registry.tag(version, "weights_sha256") != ev.get("weights_sha256"):
+        raise RuntimeError(f"batch {batch_id}: version {version.version} holds other weights than the model evaluate "
+                           "measured; run register again (it registers the evaluated model)")
+    decision = evaluate_gates(ev, params.gates, params.memory.budget_bytes)
     mlflow_registry.set_tags(name, version.version, {"gate_reasons": json.dumps(decision.reasons),
                                               "gates": json.dumps(decision.checks)})
     return write_output(params, batch_id, "gates", {

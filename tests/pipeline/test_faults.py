@@ -1,0 +1,106 @@
+"""Faults in the real pipeline (real mp4s, MLflow on SQLite, DVC): a SIGKILL inside register, and a
+model retrained after it was registered. The rerun converges: one version per batch, no RUNNING run,
+no retraining of a finished distil, and no decision on weights that were never evaluated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import pytest
+import torch
+import yaml
+
+from tests.conftest import tiny_params
+from tests.io.test_validation import good_batch
+from vidcil.io import mlflow_registry
+from vidcil.pipeline.runner import run_batch, run_step
+from vidcil.pipeline.state import read_output, run_dir
+
+pytestmark = pytest.mark.e2e
+
+STEPS_BEFORE_REGISTER = ("validate", "select_exemplars", "extract_keyframes", "distil", "evaluate")
+
+# register in a fresh process, SIGKILLed from inside MLflow's model logging (where a kill left the run
+# RUNNING and made the rerun retrain): no hook in vidcil, the kill is real.
+KILLED_REGISTER = textwrap.dedent("""
+    import os, signal, sys
+    from vidcil.config import Params
+    from vidcil.io import mlflow_registry
+    from vidcil.pipeline.runner import run_step
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    mlflow_registry.log_model = killed
+    run_step(Params.load(sys.argv[1]), "register", "b000")
+""")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = tiny_params(tmp_path)
+    good_batch(params.paths.landing / "b000", seed=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    for step in STEPS_BEFORE_REGISTER:
+        run_step(params, step, "b000")
+    return tmp_path, params
+
+
+def _runs(params, status=None):
+    experiment = mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id
+    runs = mlflow.MlflowClient().search_runs([experiment], filter_string="attributes.run_name = 'b000'")
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def _versions(params):
+    return mlflow.MlflowClient().search_model_versions(f"name = '{params.mlflow.model_name}'")
+
+
+def test_a_kill_inside_register_is_rerun_without_retraining_and_leaves_one_version(project):
+    root, params = project
+    trained = read_output(params, "b000", "distil")
+    done = subprocess.run([sys.executable, "-c", KILLED_REGISTER, str(root / "params.yaml")], cwd=root)
+    assert done.returncode == -9  # SIGKILL
+    assert [r.info.run_id for r in _runs(params, "RUNNING")] == [trained["run_id"]]  # what the kill left
+    assert _versions(params) == []
+
+    out = run_batch(params, "b000")
+
+    assert out["decision"] == "promoted"
+    assert read_output(params, "b000", "distil").get("reused") is True  # the finished model was kept
+    assert read_output(params, "b000", "distil")["weights_sha256"] == trained["weights_sha256"]
+    (version,) = _versions(params)
+    assert version.run_id == trained["run_id"]  # registered in the run that trained it
+    assert mlflow_registry.tag(version, "weights_sha256") == trained["weights_sha256"]
+    assert _runs(params, "RUNNING") == []
+    assert run_batch(params, "b000")["skipped"]  # and once more: nothing to do
+
+
+def test_a_version_whose_weights_were_not_evaluated_is_discarded_never_decided(project):
+    root, params = project
+    run_step(params, "register", "b000")
+    (stray,) = _versions(params)
+    # The model is retrained after it was registered (a second writer before the lock, a rerun):
+    folder = run_dir(params, "b000") / "model"
+    weights = torch.load(folder / "state_dict.pt", weights_only=True)
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in weights.items()}, folder / "state_dict.pt")
+
+    with pytest.raises(RuntimeError, match="not the one evaluate measured .*run evaluate again"):
+        run_step(params, "register", "b000")
+    run_step(params, "evaluate", "b000")  # the new weights measured: the registered version is not them
+    with pytest.raises(RuntimeError, match=f"version {stray.version} holds other weights .*run register again"):
+        run_step(params, "gates", "b000")  # no decision on the stray
+    out = run_step(params, "register", "b000")
+
+    assert out["version"] != stray.version and not out["reused"]
+    old = mlflow.MlflowClient().get_model_version(params.mlflow.model_name, stray.version)
+    assert mlflow_registry.tag(old, "decision") == "discarded" and "not the model evaluated" in old.description
+    assert mlflow_registry.version_for_batch(params.mlflow.model_name, "b000").version == out["version"]
+    assert run_step(params, "gates", "b000")["passed"]
+    assert run_step(params, "promote", "b000")["decision"] == "promoted"
+    champion = mlflow_registry.version_by_alias(params.mlflow.model_name, mlflow_registry.CHAMPION)
+    assert champion.version == out["version"]
