@@ -48,7 +48,7 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
         os.chdir(args.project_dir)
 
     from vidcil.config import Params
-    from vidcil.io.contract import BatchRejected
+    from vidcil.io.contract import BatchRejected, ServiceUnavailable
     from vidcil.io.project_lock import ProjectBusy
     from vidcil.pipeline.runner import run_step
 
@@ -61,7 +61,7 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
     except BatchRejected as e:
         print(f"batch {args.batch_id} rejected: {e}", file=sys.stderr)
         sys.exit(REJECTED_EXIT_CODE)
-    except ProjectBusy as e:  # another writer holds the project: one line; the runner's retry comes later
+    except (ProjectBusy, ServiceUnavailable) as e:  # another writer, a service down: one line; a retry comes later
         sys.exit(f"components.{step}: {e}")
     if os.environ.get("RANK", "0") != "0":  # one of torchrun's processes: rank 0 writes the output
         return

@@ -119,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(params, args.batch_dir, args.report)
 
+    from vidcil.io.contract import ServiceUnavailable
     from vidcil.io.project_lock import ProjectBusy
     from vidcil.pipeline import runner as pipeline
 
     try:
         return _run(args, params, parser, pipeline)
-    except ProjectBusy as e:  # another writer has the project: one line, exit 75 (try again later)
+    except (ProjectBusy, ServiceUnavailable) as e:  # another writer, a service down: one line, exit 75 (later)
         parser.exit(75, f"vidcil: {e}\n")
 
 

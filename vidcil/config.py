@@ -297,6 +297,8 @@ class MlflowParams(_Section):
     experiment: str = "vidcil"
     artifact_location: str | None = None  # e.g. s3://bucket/mlflow; default mlartifacts/ beside SQLite
     model_name: str = "vidcil-video-classifier"
+    retries: int = Field(2, ge=0)  # a server that does not answer: asked this many more times, then a clear error
+    timeout_s: int = Field(20, ge=1)  # per request
 
 
 class Params(_Section):

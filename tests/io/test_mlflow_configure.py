@@ -1,6 +1,7 @@
 """Where MLflow logs: the user's ``$MLFLOW_TRACKING_URI`` wins, else the project's ``tracking_uri``."""
 
 import mlflow
+import pytest
 
 from vidcil.io import mlflow_registry
 
@@ -23,3 +24,26 @@ def test_a_users_tracking_uri_wins(tmp_path, monkeypatch):
     assert mlflow_registry.configure(f"sqlite:///{tmp_path / 'project.db'}", "exp") == server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)  # still the user's on the next call
     assert mlflow_registry.configure(f"sqlite:///{tmp_path / 'other.db'}", "exp") == server
+
+
+def test_an_unreachable_server_is_one_clear_error_within_seconds(tmp_path, monkeypatch):
+    """The fault found: MLflow down made a step retry for 4 min 21 s, then print 40 lines."""
+    import socket
+    import time
+
+    from vidcil.io.contract import ServiceUnavailable
+    from vidcil.io.mlflow_registry import configure
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for var in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ServiceUnavailable) as e:
+        configure(f"http://127.0.0.1:{port}", "vidcil")
+    assert time.monotonic() - start < 30
+    message = str(e.value)
+    assert message.startswith(f"MLflow at http://127.0.0.1:{port} did not answer (") and "\n" not in message
+    assert "check that the server is running" in message

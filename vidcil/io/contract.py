@@ -20,6 +20,10 @@ MANIFEST_COLUMNS = [
 ]
 
 
+class ServiceUnavailable(RuntimeError):
+    """A service the pipeline needs (the MLflow server, S3) did not answer within its bounded retries."""
+
+
 class BatchRejected(ValueError):
     """The batch as a whole breaks the contract; nothing downstream may run."""
 

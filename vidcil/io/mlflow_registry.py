@@ -25,6 +25,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from vidcil.core.models.tsm import VideoRecognizer
+from vidcil.io.contract import ServiceUnavailable
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "vidcil."  # prefix of every tag this project writes
@@ -35,14 +36,21 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # vidcil/, logged with the m
 _set_here: str | None = None  # the project URI configure() last set (MLflow exports it), not a user's
 
 
-def configure(tracking_uri: str | None, experiment: str, artifact_location: str | None = None) -> str:
+def configure(tracking_uri: str | None, experiment: str, artifact_location: str | None = None, *,
+              retries: int = 2, timeout_s: int = 20) -> str:
     """Point MLflow at ``$MLFLOW_TRACKING_URI``, else ``tracking_uri``, else ``sqlite:///mlflow.db``.
 
     A new experiment keeps its artifacts at ``artifact_location`` (e.g. ``s3://bucket/prefix``; the
     endpoint from ``MLFLOW_S3_ENDPOINT_URL``), else, with a local SQLite store, in ``mlartifacts/``
     beside it (never ``./mlruns``); with a server and no location the server decides. Returns the
     tracking URI in use.
+
+    A server is asked at most ``retries`` more times, ``timeout_s`` each (MLflow's own defaults, 7
+    retries with back-off, take over 4 minutes to give up; ``$MLFLOW_HTTP_REQUEST_*`` still win), and
+    one that does not answer raises :class:`~vidcil.io.contract.ServiceUnavailable` naming it.
     """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_s))
     global _set_here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     # mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI itself (for subprocesses): a value this
@@ -54,7 +62,17 @@ def configure(tracking_uri: str | None, experiment: str, artifact_location: str 
         uri = tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
         _set_here = uri
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+    except Exception as e:  # connection refused, timeout, 5xx after the retries, a locked database
+        if not uri.startswith(("http://", "https://")):
+            raise
+        why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise ServiceUnavailable(
+            f"MLflow at {uri} did not answer ({why}); check that the server is running and reachable from "
+            "here, and the URI (mlflow.tracking_uri or $MLFLOW_TRACKING_URI) and its credentials "
+            "($MLFLOW_TRACKING_USERNAME / _PASSWORD); mlflow.retries / mlflow.timeout_s bound the wait") from None
+    if found is None:
         location = artifact_location
         if location is None and uri.startswith("sqlite:///"):
             location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()

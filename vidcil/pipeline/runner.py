@@ -36,7 +36,8 @@ def one_writer(params: Params):
             for stale in remove_stale_staging(params.paths.store):
                 _say(f"removed {stale}, left half-written by an interrupted run (never published)")
         # configured under the lock: two processes creating one SQLite store at once collide
-        mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location)
+        mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location,
+                                  retries=params.mlflow.retries, timeout_s=params.mlflow.timeout_s)
         if taken:
             for run_id in mlflow_registry.close_orphaned_runs(params.mlflow.experiment):
                 _say(f"MLflow run {run_id} was left RUNNING by a stopped process: closed as FAILED")
