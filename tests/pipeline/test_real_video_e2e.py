@@ -93,7 +93,8 @@ def test_a_distil_killed_after_its_first_epoch_resumes_at_the_second(tmp_path):
     per_epoch = out["history"][0]["steps"]
     assert out["optimizer_steps"] == 4 * per_epoch  # epochs 2-4 ran here, epoch 1 came from the checkpoint
     again = run_step(params, "distil", "b000")  # a finished distil rerun (an Airflow retry): nothing to train
-    assert again["resumed_from_epoch"] == 4 and again["optimizer_steps"] == out["optimizer_steps"]
+    assert again["reused"] and again["optimizer_steps"] == out["optimizer_steps"]
+    assert again["weights_sha256"] == out["weights_sha256"]  # the same model, not retrained
     for step in ("evaluate", "register", "gates", "promote"):
         run_step(params, step, "b000")
     versions = mlflow_registry.client().search_model_versions(f"name = '{params.mlflow.model_name}'")
