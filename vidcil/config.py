@@ -221,7 +221,8 @@ class MemoryParams(_Section):
 class GateParams(_Section):
     min_accuracy: float = Field(0.5, ge=0, le=1)  # on all classes seen so far
     min_new_accuracy: float = Field(0.3, ge=0, le=1)  # on this batch's test videos
-    # The same as the share of the way from chance (1 / classes known) to perfect: 0 = chance, 1 = perfect.
+    # The same as the share of the way from chance (1 / classes known) to perfect: 0 = chance, 1 = perfect;
+    # a floor of 0 is off.
     min_accuracy_over_chance: float = Field(0.25, ge=0, le=1)
     min_new_accuracy_over_chance: float = Field(0.1, ge=0, le=1)
     max_forgetting: float = Field(0.35, ge=0, le=1)  # mean forgetting

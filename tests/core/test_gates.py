@@ -61,3 +61,10 @@ def test_a_model_barely_over_chance_on_two_classes_is_held_though_over_the_absol
 def test_one_class_has_no_chance_floor():
     ev = _ev(confusion={"classes": ["a"]})
     assert "min_accuracy_over_chance" not in evaluate_gates(ev, GATES, budget_bytes=1000).checks
+
+
+def test_a_chance_floor_of_zero_is_off_even_below_chance():
+    off = GATES.model_copy(update={"min_accuracy_over_chance": 0.0, "min_new_accuracy_over_chance": 0.0})
+    d = evaluate_gates(_ev(accuracy_new=0.0, min_new_accuracy=0.0), off.model_copy(update={"min_new_accuracy": 0.0}),
+                       budget_bytes=1000)
+    assert d.passed and "min_new_accuracy_over_chance" not in d.checks

@@ -7,7 +7,7 @@ Gates (thresholds in ``params.yaml`` under ``gates``):
   model knows) to perfect, (accuracy − chance) / (1 − chance), so that one floor means the same on 2
   classes as on 200: 0.55 on 2 classes is 0.10 of the way, 0.55 on 10 classes is 0.50;
 - ``min_new_accuracy``: accuracy on this batch's test videos (it learnt the new data); its share of the
-  way from chance likewise: ``min_new_accuracy_over_chance``;
+  way from chance likewise: ``min_new_accuracy_over_chance`` (a floor of 0 is off);
 - ``max_forgetting``: mean forgetting over earlier batches (not for the first batch);
 - ``memory_budget``: the memory it trained on is within ``memory.budget_bytes``;
 - ``max_old_drop``: on the batches the champion knows, the challenger is at most this much worse
@@ -50,11 +50,11 @@ def evaluate_gates(ev: dict, gates: GateParams, budget_bytes: int) -> GateDecisi
         "min_new_accuracy": (ev["accuracy_new"], gates.min_new_accuracy, ">="),
         "memory_budget": (ev["memory_bytes"], budget_bytes, "<="),
     }
-    if classes > 1:  # one class: chance is perfect, nothing to be over
-        checks["min_accuracy_over_chance"] = (over_chance(ev["accuracy_all_seen"], classes),
-                                              gates.min_accuracy_over_chance, ">=")
-        checks["min_new_accuracy_over_chance"] = (over_chance(ev["accuracy_new"], classes),
-                                                  gates.min_new_accuracy_over_chance, ">=")
+    # A floor of 0 is no floor (below chance too); one class: chance is perfect, nothing to be over.
+    for gate, accuracy in (("min_accuracy_over_chance", ev["accuracy_all_seen"]),
+                           ("min_new_accuracy_over_chance", ev["accuracy_new"])):
+        if classes > 1 and getattr(gates, gate) > 0:
+            checks[gate] = (over_chance(accuracy, classes), getattr(gates, gate), ">=")
     if ev["history"]:
         checks["max_forgetting"] = (ev["mean_forgetting"], gates.max_forgetting, "<=")
     if "champion_row" in ev and ev.get("old_columns"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -117,8 +118,8 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
                 bar.advance(task)
                 if not console.is_terminal:
                     done = bar.tasks[0]
-                    console.print(f"[vidcil] benchmark {done.description}: epoch {int(done.completed)}/{total} "
-                                  f"of the benchmark, {hms(time.perf_counter() - start)} elapsed")
+                    print(f"[vidcil] benchmark {done.description}: epoch {int(done.completed)}/{total} "
+                          f"of the benchmark, {hms(time.perf_counter() - start)} elapsed", file=sys.stderr, flush=True)
 
             for seed in seeds:
                 runner = BenchmarkRunner(stream, params, seed, work / f"seed{seed}")
