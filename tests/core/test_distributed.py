@@ -148,6 +148,9 @@ def test_two_gloo_processes_train_like_one(tmp_path):
         assert [m.step for m in losses] == list(range(params.train.epochs_first))  # each epoch logged once
         assert (params.paths.runs / "b000" / "model").is_dir()
         live[name] = out
+        # Retrain with batch norm pinned: the same params, so the finished distil would be reused
+        # (its fingerprint cannot see a patched forward); its output and model go first.
+        (params.paths.runs / "b000" / "distil.json").unlink()
         _distil(tmp_path / name, launcher, [PINNED])
         pinned[name] = read_output(params, "b000", "distil")
 
