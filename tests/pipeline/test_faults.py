@@ -53,6 +53,7 @@ def project(tmp_path, monkeypatch):
 def _runs(params, status=None):
     experiment = mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id
     runs = mlflow.MlflowClient().search_runs([experiment], filter_string="attributes.run_name = 'b000'")
+    runs = [r for r in runs if r.data.tags.get("vidcil.project") != "/elsewhere/runs"]
     return [r for r in runs if status is None or r.info.status == status]
 
 
@@ -68,8 +69,15 @@ def test_a_kill_inside_register_is_rerun_without_retraining_and_leaves_one_versi
     assert [r.info.run_id for r in _runs(params, "RUNNING")] == [trained["run_id"]]  # what the kill left
     assert _versions(params) == []
 
+    # Another project's live run on the same (shared) server and experiment: not this project's orphan.
+    client = mlflow.MlflowClient()
+    theirs = client.create_run(mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id,
+                               tags={"vidcil.batch_id": "b000", "vidcil.project": "/elsewhere/runs"})
+
     out = run_batch(params, "b000")
 
+    assert client.get_run(theirs.info.run_id).info.status == "RUNNING"
+    client.set_terminated(theirs.info.run_id)
     assert out["decision"] == "promoted"
     assert read_output(params, "b000", "distil").get("reused") is True  # the finished model was kept
     assert read_output(params, "b000", "distil")["weights_sha256"] == trained["weights_sha256"]

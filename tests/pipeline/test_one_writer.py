@@ -59,9 +59,11 @@ def test_a_second_writer_is_told_who_holds_the_project_and_a_killed_holder_frees
 
 def test_a_waiting_writer_goes_on_when_the_holder_finishes(tmp_path):
     holder = _holder(tmp_path, 1.5)
+    start = time.monotonic()
     with project_lock(tmp_path, wait_s=30, poll_s=0.1) as taken:
-        assert taken and holder.poll() is not None  # the holder had finished first
+        assert taken and time.monotonic() - start >= 1.0  # taken only once the holder let go
     holder.wait()
+    assert holder.returncode == 0
 
 
 def test_what_a_killed_writer_left_staged_is_removed_on_the_next_start(tmp_path):

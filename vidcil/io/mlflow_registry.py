@@ -178,19 +178,19 @@ def version_for_batch(name: str, batch_id: str) -> ModelVersion | None:
     return max(found, key=lambda v: int(v.version)) if found else None
 
 
-def close_orphaned_runs(experiment: str) -> list[str]:
-    """Runs of ``experiment`` left RUNNING by a killed vidcil process, closed as FAILED (with a tag
-    saying why). Called by a runner that has just taken the project lock: no live writer owns them.
-    A killed distil's run is resumed (and RUNNING again) when its checkpoint is."""
+def close_orphaned_runs(experiment: str, project: str) -> list[str]:
+    """This project's runs (tag ``vidcil.project``) of ``experiment`` left RUNNING by a killed vidcil
+    process, closed as FAILED (with a tag saying why). Called by a runner that has just taken the
+    project lock: no live writer of this project owns them (another project's runs, on a shared
+    server, are not touched). A killed distil's run is resumed (RUNNING again) with its checkpoint."""
     c = client()
     found = c.get_experiment_by_name(experiment)
     if found is None:
         return []
-    runs = c.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
+    runs = c.search_runs([found.experiment_id], max_results=1000,
+                         filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}project` = '{project}'")
     closed = []
     for run in runs:
-        if f"{TAG}batch_id" not in run.data.tags:
-            continue  # not one of ours
         c.set_tag(run.info.run_id, f"{TAG}closed", "left RUNNING by a process that was stopped; closed by the next run")
         c.set_terminated(run.info.run_id, status="FAILED")
         closed.append(run.info.run_id)

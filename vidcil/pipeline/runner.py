@@ -18,7 +18,7 @@ from vidcil.io import mlflow_registry, plots
 from vidcil.io.contract import BatchRejected
 from vidcil.io.project_lock import project_lock, remove_stale_staging
 from vidcil.pipeline.spec import PIPELINE
-from vidcil.pipeline.state import batch_run_record
+from vidcil.pipeline.state import batch_run_record, project_id
 
 console = Console(stderr=True)
 
@@ -39,7 +39,7 @@ def one_writer(params: Params):
         mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment, params.mlflow.artifact_location,
                                   retries=params.mlflow.retries, timeout_s=params.mlflow.timeout_s)
         if taken:
-            for run_id in mlflow_registry.close_orphaned_runs(params.mlflow.experiment):
+            for run_id in mlflow_registry.close_orphaned_runs(params.mlflow.experiment, project_id(params)):
                 _say(f"MLflow run {run_id} was left RUNNING by a stopped process: closed as FAILED")
         yield
 

@@ -48,6 +48,12 @@ def run_dir(params: Params, batch_id: str) -> Path:
     return d
 
 
+def project_id(params: Params) -> str:
+    """Which project a run belongs to (its runs folder), so that a project closes only its own orphans
+    on an MLflow server other projects share."""
+    return str(Path(params.paths.runs).resolve())
+
+
 def read_output(params: Params, batch_id: str, step: str) -> dict:
     path = params.paths.runs / batch_id / f"{step}.json"
     if not path.is_file():

@@ -36,7 +36,7 @@ from vidcil.core import distributed, metrics
 from vidcil.core.gates import evaluate_gates
 from vidcil.io.store import Store
 from vidcil.pipeline.state import (
-    champion, latest_record, pending_batches, read_output, run_dir, write_output,
+    champion, latest_record, pending_batches, project_id, read_output, run_dir, write_output,
 )
 from vidcil.io.progress import EpochProgress
 from vidcil.core.training import load_training_checkpoint
@@ -72,14 +72,14 @@ def _batch_id_problem(batch_id: str, accepted: list[str]) -> str | None:
     return None
 
 
-def _log_validation(batch_id: str, summary: dict, report: Path, data_hash: str | None) -> None:
+def _log_validation(batch_id: str, summary: dict, report: Path, data_hash: str | None, project: str) -> None:
     """One MLflow run per validation (reused when the same content is validated again)."""
     tags = {f"{mlflow_registry.TAG}batch_id": batch_id, f"{mlflow_registry.TAG}step": "validate",
             f"{mlflow_registry.TAG}verdict": summary["verdict"], f"{mlflow_registry.TAG}data_hash": data_hash or ""}
     if data_hash and not mlflow.search_runs(filter_string=" and ".join(
             f"tags.`{k}` = '{v}'" for k, v in tags.items()), max_results=1).empty:
         return
-    with mlflow.start_run(run_name=f"{batch_id} validate", tags=tags):
+    with mlflow.start_run(run_name=f"{batch_id} validate", tags=tags | {f"{mlflow_registry.TAG}project": project}):
         mlflow.log_metrics({"rows": summary["rows"], "accepted_rows": summary["accepted_rows"],
                             "quarantined": len(summary["quarantined"])})
         for name in ("summary.json", "manifest.csv", "quarantine.csv"):
@@ -142,7 +142,7 @@ def validate(params: Params, batch_id: str) -> dict:
             kept = params.paths.rejected / batch_id / time.strftime("%Y%m%dT%H%M%S")
             shutil.copytree(source, kept, symlinks=True, dirs_exist_ok=True)
             summary["kept_at"] = str(kept)
-        _log_validation(batch_id, summary, report, None)
+        _log_validation(batch_id, summary, report, None, project_id(params))
         write_output(params, batch_id, "validate", {"batch_id": batch_id, "verdict": "rejected",
                                                     "reason": " | ".join(verdict.reasons), "report": str(report)})
         raise BatchRejected(" | ".join(verdict.reasons))
@@ -153,7 +153,7 @@ def validate(params: Params, batch_id: str) -> dict:
     if params.versioning.dvc:
         versions = data_versions.track([store.batch_dir(batch_id), test_index],
                                     push=params.versioning.push, remote=params.versioning.remote)
-    _log_validation(batch_id, summary, report, data_hash)
+    _log_validation(batch_id, summary, report, data_hash, project_id(params))
     known_classes = set()
     for b in store.accepted():
         if b < batch_id:
@@ -340,7 +340,8 @@ def _batch_run(params: Params, batch_id: str, fingerprint: str, *, resuming: boo
             return known["run_id"]
     run = mlflow_registry.client().create_run(
         mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id,
-        tags={f"{mlflow_registry.TAG}batch_id": batch_id, "mlflow.runName": batch_id})
+        tags={f"{mlflow_registry.TAG}batch_id": batch_id, "mlflow.runName": batch_id,
+              f"{mlflow_registry.TAG}project": project_id(params)})
     record.write_text(json.dumps({"run_id": run.info.run_id, "fingerprint": fingerprint}))
     return run.info.run_id
 
