@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, params, parser, pipeline) -> int:
-
     if args.command == "benchmark":
         from vidcil.experiments.benchmark import run_benchmark
 

@@ -88,10 +88,10 @@ def make_student(teacher: VideoRecognizer | None, num_classes: int, *, model, me
     return made
 
 
-def batch_epochs(teacher: VideoRecognizer | None, student: VideoRecognizer, train_options) -> int:
+def batch_epochs(teacher_arch: str | None, student_arch: str, train_options) -> int:
     """Epochs for one batch: ``epochs_first`` for a model whose backbone starts from scratch (the
-    first batch, or a student of another architecture than its teacher's), else ``epochs``."""
-    fresh = teacher is None or student.arch != teacher.arch
+    first batch: no teacher, or a student of another architecture than its teacher's), else ``epochs``."""
+    fresh = teacher_arch is None or student_arch != teacher_arch
     return train_options.epochs_first if fresh else train_options.epochs
 
 
@@ -108,7 +108,7 @@ def learn_batch(
     """
     t = train_options
     config = DISTILLERS.config(distil) if teacher is not None and distil is not None else None
-    epochs = epochs or batch_epochs(teacher, student, t)
+    epochs = epochs or batch_epochs(teacher.arch if teacher is not None else None, student.arch, t)
     distiller = DISTILLERS.build(config) if config else None
     if config is not None and config.match != "none":  # teacher channels picked for a narrower student
         distiller = ChannelMatched(distiller, config.match, config.combine, seed=seed)

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vidcil.io import plots
 from vidcil.config import Params
 from vidcil.io.moving_digits import BatchSpec, default_stream, generate_stream
+from vidcil.core.learner import batch_epochs
 from vidcil.experiments import report
 from vidcil.experiments.methods import ABLATIONS, EXTENSIONS, METHODS
 from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
@@ -60,11 +61,6 @@ def bundled_stream(params: Params, quick: bool, landing: Path) -> Path:
     return landing
 
 
-def _compresses(params: Params) -> bool:
-    """Whether the first later batch's student has a new backbone (``epochs_first`` epochs for it)."""
-    return params.student.arch is not None and params.student.arch != params.model.arch
-
-
 def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, seeds: list[int] | None = None,
                   quick: bool = False, ablation: bool = True, single_frame: bool = True,
                   methods: list[str] | None = None) -> dict:
@@ -101,9 +97,14 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
 
     p, later = params, len(stream.batches) - 1
     bases = len({m.params(p).model.model_dump_json() for m in chosen})  # batch-0 models
-    total = sum(p.train.epochs_first * (bases + single_frame)  # progress, in epochs
-                + sum((p.train.epochs_first if m.joint else p.train.epochs) * later
-                      + (p.train.epochs_first - p.train.epochs) * _compresses(m.params(p)) for m in methods)
+    def epochs(m) -> int:  # every batch after the first; the first student may have a new backbone
+        q = m.params(p)
+        if m.joint:
+            return q.train.epochs_first * later
+        first = batch_epochs(q.model.arch, q.student.arch or q.model.arch, q.train)
+        return first + q.train.epochs * (later - 1)
+
+    total = sum(p.train.epochs_first * (bases + single_frame) + sum(epochs(m) for m in methods)  # progress
                 for methods in runs.values())
     results: dict[str, dict[int, dict]] = {m.name: {} for m in chosen + list(ABLATIONS if ablation_seeds else ())}
     single: dict[str, list[float]] = {"single_frame": [], "temporal": []}

@@ -8,7 +8,6 @@ are all read from the registry (version tags and aliases): there is no second le
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from vidcil.core.models.tsm import VideoRecognizer
-from vidcil.io.contract import ServiceUnavailable
+from vidcil.io.contract import ServiceUnavailable, sha256_file
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "vidcil."  # prefix of every tag this project writes
@@ -112,11 +111,7 @@ def save_checkpoint(model: VideoRecognizer, config: dict, folder: Path) -> None:
 
 def weights_digest(folder: Path) -> str:
     """sha256 of a checkpoint's weights file: what binds a registered version to what was evaluated."""
-    h = hashlib.sha256()
-    with open(Path(folder) / "state_dict.pt", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(Path(folder) / "state_dict.pt")
 
 
 def load_checkpoint(folder: Path) -> tuple[VideoRecognizer, dict]:

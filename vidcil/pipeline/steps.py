@@ -276,7 +276,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
         teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
     student = make_student(teacher, len(class_names), model=params.model, mean=params.data.mean,
                            std=params.data.std, seed=params.train.seed, student=params.student)
-    epochs = batch_epochs(teacher, student, params.train)
+    epochs = batch_epochs(teacher.arch if teacher is not None else None, student.arch, params.train)
 
     checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"
     fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
