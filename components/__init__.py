@@ -1,7 +1,8 @@
 """One entrypoint per pipeline step: ``python -m components.<step> BATCH_ID``.
 
 Inputs and outputs are paths, the MLflow registry and small JSON; the logic lives in ``vidcil``.
-Exit status: 0 done, 3 batch rejected (nothing downstream may run), 1 any other failure.
+Exit status: 0 done, 3 batch rejected (nothing downstream may run), 4 batch set aside (retired, or
+failed ``orchestration.max_attempts`` times: no step runs for it again), 1 any other failure.
 
 Options for container runners (the Kubeflow pipeline, ``pipelines/``): ``--project-dir`` (the project
 folder, e.g. the claim's mount; params.yaml paths are relative to it), ``--output-file PATH`` (the
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 REJECTED_EXIT_CODE = 3
+SET_ASIDE_EXIT_CODE = 4
 
 
 def _field(text: str) -> tuple[str, str]:
@@ -48,7 +50,7 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
         os.chdir(args.project_dir)
 
     from vidcil.config import Params
-    from vidcil.io.contract import BatchRejected, ServiceUnavailable
+    from vidcil.io.contract import BatchRejected, BatchSetAside, ServiceUnavailable
     from vidcil.io.project_lock import ProjectBusy
     from vidcil.pipeline.runner import run_step
 
@@ -61,6 +63,9 @@ def run_component(step: str, argv: list[str] | None = None) -> None:
     except BatchRejected as e:
         print(f"batch {args.batch_id} rejected: {e}", file=sys.stderr)
         sys.exit(REJECTED_EXIT_CODE)
+    except BatchSetAside as e:
+        print(f"components.{step}: {e}", file=sys.stderr)
+        sys.exit(SET_ASIDE_EXIT_CODE)
     except (ProjectBusy, ServiceUnavailable) as e:  # another writer, a service down: one line; a retry comes later
         sys.exit(f"components.{step}: {e}")
     if os.environ.get("RANK", "0") != "0":  # one of torchrun's processes: rank 0 writes the output

@@ -48,13 +48,15 @@ DEFAULT_ARGS = {
 def run_component(step: str, batch_id: str) -> dict:
     """Run one pipeline step in this worker; XCom gets the small scalars and where the output is."""
     os.chdir(PROJECT_DIR)  # params.yaml paths are relative to the project
-    from vidcil.io.contract import BatchRejected
+    from vidcil.io.contract import BatchRejected, BatchSetAside
     from vidcil.pipeline.runner import run_step
 
     try:
         out = run_step(Params.load(PARAMS_FILE), step, batch_id)  # options typed here, at run time
     except BatchRejected as e:  # a verdict, not a transient failure: no retry, reason in the UI
         raise AirflowFailException(f"batch {batch_id} rejected: {e}") from e
+    except BatchSetAside as e:  # retired, or failed orchestration.max_attempts times: no retry; the stream goes on
+        raise AirflowFailException(str(e)) from e
     small = {k: v for k, v in out.items() if v is None or isinstance(v, (str, int, float, bool))}
     return small | {"output": str(PROJECT_DIR / PARAMS.paths.runs / batch_id / f"{step}.json")}
 

@@ -15,6 +15,13 @@ import pytest
 from vidcil.config import Params
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dvc_logs_to_the_session_streams():
+    """DVC binds its log handlers to sys.stdout/err when first imported: imported inside a test that
+    captures with ``capsys``, later DVC calls would write to that test's closed stream."""
+    import dvc  # noqa: F401  (dvc/__init__ sets its logging up)
+
+
 @pytest.fixture(autouse=True)
 def _no_outside_mlflow(monkeypatch):
     """Tests never talk to a tracking server the developer may have configured."""

@@ -70,6 +70,36 @@ def _validate(params: Params, batch_dir: Path, report: Path | None) -> int:
     return 0 if verdict.accepted else 3
 
 
+def _operate(args, params: Params, pipeline) -> int:
+    from vidcil.pipeline import operations
+
+    with pipeline.one_writer(params.typed()):
+        try:
+            if args.command == "retire":
+                r = operations.retire(params, args.batch_id, args.reason)
+            else:
+                r = operations.rollback(params, args.reason, to=args.to)
+        except ValueError as e:  # nothing to roll back, no such batch or version: one line, nothing changed
+            print(f"vidcil: {e}", file=sys.stderr)
+            return 2
+    if args.command == "retire":
+        if r["reused"]:
+            print(f"{r['batch_id']} was {r['kind']} already ({r['reason']}); records completed")
+        else:
+            print(f"{r['batch_id']} retired: {r['reason']}")
+        print("  its videos leave the training set, the memory and the test index from the next batch on; the store "
+              f"keeps them (data version {r.get('data_version', 'untracked')}; earlier versions stay in DVC's history)")
+        if r.get("learnt_by_champion"):
+            print(f"  champion v{r['learnt_by_champion']} learnt it: it keeps serving until a later model replaces it "
+                  "(or `vidcil rollback --to VERSION` to one from before)")
+        print("  a corrected copy: land it under a new batch id that sorts after every accepted batch")
+    else:
+        print(f"champion: v{r['from']} (learnt up to {r['from_batch']}) -> v{r['to']} (learnt up to {r['to_batch']}); "
+              f"reason: {r['reason']}")
+        print(f"  batches after {r['to_batch']} are learnt again by the next model; MLflow run {r['run_id']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidcil", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -98,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true",
                    help="empty the data store first (dvc repro: the stream is learnt again from batch 0; "
                         "earlier versions stay in the DVC cache and remote)")
+    p = sub.add_parser("retire", help="take an accepted batch out of the stream (its data leaves training, the "
+                                      "memory and the test index; the store and DVC keep it)")
+    p.add_argument("batch_id")
+    p.add_argument("--reason", required=True, help="why: kept with the batch and in the registry")
+    p = sub.add_parser("rollback", help="move champion back to an earlier promoted version, with the reason")
+    p.add_argument("--to", default=None, metavar="VERSION", help="default: the champion before the current one")
+    p.add_argument("--reason", required=True, help="why: kept on both versions and in an MLflow run")
     sub.add_parser("demo", help="generate the benchmark and run the whole stream")
     p = sub.add_parser("benchmark", help="every continual-learning method on one stream, same seeds and budget")
     p.add_argument("--landing", type=Path, default=None,
@@ -148,13 +185,15 @@ def _run(args, params, parser, pipeline) -> int:
         print(pipeline.run_step(params, args.step, args.batch_id))
     elif args.command == "run-batch":
         print(pipeline.run_batch(params, args.batch_id))
+    elif args.command in ("retire", "rollback"):
+        return _operate(args, params, pipeline)
     else:
         start = time.perf_counter()
         batch_ids = _generate(params) if args.command == "demo" else None
         if getattr(args, "fresh", False):
             shutil.rmtree(params.paths.store, ignore_errors=True)
         results = pipeline.run_stream(params, batch_ids)
-        last = [r["batch_id"] for r in results if r.get("decision") != "rejected"]
+        last = [r["batch_id"] for r in results if r.get("decision") in ("promoted", "held")]
         report = getattr(args, "report", Path("reports"))
         record = pipeline.stream_report(params, last[-1], report) if last else None
         if record:

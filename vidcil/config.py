@@ -290,6 +290,9 @@ class OrchestrationParams(_Section):
     distil_on: Literal["local", "kubernetes"] = "local"  # VIDCIL_DISTIL_ON overrides
     retries: int = Field(2, ge=0)
     lock_wait_minutes: float = Field(10, ge=0)  # a second writer waits this long for the project lock, then exits
+    # A step that failed this many attempts in a row (Airflow tries, reruns) sets its batch aside
+    # (retired, kind "failed"): the stream goes on without it. 0: never (the stream waits for a fix).
+    max_attempts: int = Field(3, ge=0)
     kubernetes: KubernetesParams = KubernetesParams()
 
 

@@ -28,6 +28,11 @@ class BatchRejected(ValueError):
     """The batch as a whole breaks the contract; nothing downstream may run."""
 
 
+class BatchSetAside(RuntimeError):
+    """The batch is retired (``vidcil retire``) or was set aside after failing a step too often: no step
+    runs for it again; the stream goes on without it (a corrected copy lands under a new id)."""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -15,10 +15,13 @@ from rich.table import Table
 
 from vidcil.config import Params
 from vidcil.io import mlflow_registry, plots
-from vidcil.io.contract import BatchRejected
-from vidcil.io.project_lock import project_lock, remove_stale_staging
+from vidcil.io.contract import BatchRejected, BatchSetAside, ServiceUnavailable
+from vidcil.io.project_lock import ProjectBusy, project_lock, remove_stale_staging
+from vidcil.io.store import Store
+from vidcil.pipeline import operations
 from vidcil.pipeline.spec import PIPELINE
-from vidcil.pipeline.state import batch_run_record, project_id
+from vidcil.io.data_versions import VersioningError
+from vidcil.pipeline.state import StepNotRun, batch_run_record, project_id
 
 console = Console(stderr=True)
 
@@ -48,7 +51,27 @@ def run_step(params: Params, step: str, batch_id: str) -> dict:
     function = PIPELINE.step(step).load()
     params = params.typed()  # the same recipe however the params were made (file, code, a test)
     with one_writer(params):
-        return function(params, batch_id)
+        return _attempt(params, step, batch_id, function)
+
+
+def _attempt(params: Params, step: str, batch_id: str, function) -> dict:
+    """One attempt of a step, counted: a step failing ``orchestration.max_attempts`` times in a row sets
+    its batch aside (:func:`~vidcil.pipeline.operations.step_failed`). A rejected batch, a service down
+    or another writer are not the batch's fault and are not counted."""
+    operations.check_not_set_aside(params, batch_id)
+    try:
+        out = function(params, batch_id)
+    except (BatchRejected, BatchSetAside, ServiceUnavailable, ProjectBusy, StepNotRun, VersioningError):
+        raise  # not the batch's fault: a verdict, a service or remote down, another writer, steps out of order
+    except Exception as e:
+        aside = operations.step_failed(params, batch_id, step, e)
+        if aside is not None:
+            _say(str(aside))
+            raise aside from e
+        _say(operations.attempt_note(params, batch_id, step))
+        raise
+    operations.step_succeeded(params, batch_id, step)
+    return out
 
 
 def run_batch(params: Params, batch_id: str) -> dict:
@@ -60,6 +83,10 @@ def run_batch(params: Params, batch_id: str) -> dict:
 
 
 def _run_batch(params: Params, batch_id: str) -> dict:
+    gone = Store(params.paths.store).retirement(batch_id)
+    if gone is not None:
+        console.print(f"[dim]{batch_id}: {gone['kind']} ({gone['reason']}); skipped[/]")
+        return {"batch_id": batch_id, "decision": gone["kind"], "reason": gone["reason"], "skipped": True}
     done = mlflow_registry.version_for_batch(params.mlflow.model_name, batch_id)
     if done is not None and mlflow_registry.tag(done, "decision"):
         console.print(f"[dim]{batch_id}: done already (version {done.version}, "
@@ -69,14 +96,17 @@ def _run_batch(params: Params, batch_id: str) -> dict:
     outputs = {}
     for step in PIPELINE.steps:
         start = time.perf_counter()
-        outputs[step.name] = step.load()(params, batch_id)
+        outputs[step.name] = _attempt(params, step.name, batch_id, step.load())
         if step.name != "land":
             console.print(f"{batch_id} {step.name:<18} {time.perf_counter() - start:6.1f} s")
-    return PIPELINE.branch.choose(outputs[PIPELINE.branch.after]).load()(params, batch_id)
+    last = PIPELINE.branch.choose(outputs[PIPELINE.branch.after])
+    return _attempt(params, last.name, batch_id, last.load())
 
 
 def run_stream(params: Params, batch_ids: list[str] | None = None) -> list[dict]:
-    """Every landed batch, in arrival order. A rejected batch is reported and skipped."""
+    """Every landed batch, in arrival order. A rejected batch is reported and skipped; so is one set
+    aside (retired, or failed too often). Any other failure stops the stream there: its attempt is
+    counted, and a rerun tries the batch again (until it is set aside)."""
     batch_ids = batch_ids or sorted(p.name for p in Path(params.paths.landing).iterdir() if p.is_dir())
     results = []
     for batch_id in batch_ids:
@@ -85,6 +115,9 @@ def run_stream(params: Params, batch_ids: list[str] | None = None) -> list[dict]
         except BatchRejected as e:
             console.print(f"[red]{batch_id} rejected:[/] {e}")
             results.append({"batch_id": batch_id, "decision": "rejected", "reason": str(e)})
+        except BatchSetAside as e:
+            console.print(f"[red]{batch_id} set aside:[/] {e}")
+            results.append({"batch_id": batch_id, "decision": "failed", "reason": str(e)})
     return results
 
 
@@ -94,6 +127,11 @@ def stream_report(params: Params, last_batch: str, out_dir: Path | None = None) 
     record = batch_run_record(last_batch)
     if record is None:
         return None
+    # What serves now, read from the registry (a rollback since the last decision changes it), and
+    # the batches taken out of the stream.
+    record["in_service"] = operations.in_service(params)
+    store = Store(params.paths.store)
+    record["set_aside"] = [store.retirement(b) for b in store.stored() if store.retirement(b)]
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         last = record["batches"][-1]
@@ -116,17 +154,29 @@ def print_table(record: dict, results: list[dict]) -> None:
     for col in ("batch", "acc. all seen", "acc. batch", "forgetting (first)", "mean forgetting",
                 "memory bytes", "in service", "challenger", "decision"):
         table.add_column(col, justify="left" if col == "decision" else "right")
+    aside = {r["batch_id"]: r for r in record.get("set_aside", [])}
+    listed = set()
     for b in record["batches"]:
+        if b["batch_id"] in aside:  # decided, then retired since: its row stays, marked
+            b = dict(b, reasons=[f"since retired: {aside[b['batch_id']]['reason']}"] + b.get("reasons", []))
         # A held batch: the figures are the champion's (still in service; none before the first
         # promotion), the challenger's accuracy and the gates' reasons beside them.
-        decision = "promoted" if b["promoted"] else "held: " + ("; ".join(b.get("reasons", [])) or "a gate failed")
+        decision = ("promoted" + "".join(f"; {r}" for r in b.get("reasons", []) if r.startswith("since retired"))
+                    if b["promoted"] else "held: " + ("; ".join(b.get("reasons", [])) or "a gate failed"))
         service = f"v{b['champion_version']}" if b.get("champion_version") else "none"
         challenger = f"v{b['version']} {b['challenger_accuracy']:.3f}" if "challenger_accuracy" in b else f"v{b['version']}"
+        listed.add(b["batch_id"])
         table.add_row(b["batch_id"], f"{b['accuracy_all_seen']:.3f}", f"{b['accuracy_new']:.3f}",
                       f"{b['forgetting_first']:+.3f}", f"{b['mean_forgetting']:+.3f}", f"{b['memory_bytes']:,}",
                       service, challenger, decision)
     for r in results:
-        if r.get("decision") == "rejected":
-            table.add_row(r["batch_id"], "-", "-", "-", "-", "-", "-", "-", f"rejected: {r['reason']}")
-    Console(width=160).print(table)
-    Console().print(f"average incremental accuracy: {record['average_incremental_accuracy']:.3f}")
+        if r.get("decision") in ("rejected", "failed", "retired") and r["batch_id"] not in listed:
+            table.add_row(r["batch_id"], "-", "-", "-", "-", "-", "-", "-", f"{r['decision']}: {r['reason']}")
+    out = Console(width=160)
+    out.print(table)
+    out.print(f"average incremental accuracy: {record['average_incremental_accuracy']:.3f}")
+    now = record.get("in_service")
+    if now:
+        back = now.get("rollback")
+        out.print(f"in service now: v{now['version']} (learnt up to {now['batch_id']})"
+                  + (f", by a rollback from v{back['from']} at {back['at']}: {back['reason']}" if back else ""))

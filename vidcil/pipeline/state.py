@@ -54,10 +54,14 @@ def project_id(params: Params) -> str:
     return str(Path(params.paths.runs).resolve())
 
 
+class StepNotRun(FileNotFoundError):
+    """A step's input is the output of an earlier step that has not run (steps called out of order)."""
+
+
 def read_output(params: Params, batch_id: str, step: str) -> dict:
     path = params.paths.runs / batch_id / f"{step}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: step '{step}' has not run for batch {batch_id}; run it first")
+        raise StepNotRun(f"{path}: step '{step}' has not run for batch {batch_id}; run it first")
     return json.loads(path.read_text())
 
 
@@ -87,10 +91,14 @@ def latest_record(batch_ids: list[str], before: str) -> dict | None:
 
 
 def batch_status(params: Params, batch_id: str) -> str:
-    """``promoted`` / ``held`` (a decided model version), ``rejected`` (validation), else ``pending``.
+    """``promoted`` / ``held`` (a decided model version), ``retired`` / ``failed`` (set aside, in the
+    store), ``rejected`` (validation), else ``pending``.
 
-    Derived from the MLflow registry and runs: what a runner asks before it processes a batch.
+    Derived from the data store, the MLflow registry and runs: what a runner asks before it processes a batch.
     """
+    gone = Store(params.paths.store).retirement(batch_id)
+    if gone is not None:
+        return gone["kind"]
     version = mlflow_registry.version_for_batch(params.mlflow.model_name, batch_id)
     if version is not None and mlflow_registry.tag(version, "decision"):
         return mlflow_registry.tag(version, "decision")

@@ -101,13 +101,51 @@ def _store_batch(store: Store, batch_id: str, source: Path, rows: pd.DataFrame) 
     os.replace(staging, target)
 
 
-def _write_test_index(store: Store) -> Path:
+def write_test_index(store: Store) -> Path:
     """The cumulative test index: every accepted test video so far (what evaluation runs on)."""
     rows = store.rows(store.accepted(), "test")[["batch_id", "video", "label", "sha256"]]
     tmp = store.test_index.with_name(f".{store.test_index.name}.partial")
     rows.to_csv(tmp, index=False)
     os.replace(tmp, store.test_index)
     return store.test_index
+
+
+def _budget_problem(params: Params, store: Store, batch_id: str, rows: pd.DataFrame) -> str | None:
+    """Whether the memory budget can hold one exemplar of every class once this batch is learnt, checked
+    on the batch's own videos (their smallest one-frame shard at the working resolution, as step 3
+    would write it) and on the stored memory (its smallest exemplar per class): a budget too small is
+    found here, before the batch is stored and versioned, not at step 3."""
+    if not params.memory.replay:
+        return None
+    from vidcil.core.memory.ranking import class_share
+    from vidcil.io.memory_store import shard_size
+
+    champ = champion(params)
+    memory = store.memory(champ.batch_id if champ else None, params.memory.budget_bytes, _threshold(params))
+    old = memory.entries.groupby("label")["bytes"].min().to_dict() if len(memory.entries) else {}
+    classes = set(old) | set(champ.class_names if champ else []) | set(rows["label"])
+    if champ is None and not old:
+        return None  # the first batch: nothing is remembered until it is learnt; checked with the next one
+    share = class_share(params.memory.budget_bytes, len(classes))
+    # Classes not in the memory yet: this batch's, and the champion's whose exemplars step 2 picks next.
+    cache, need = frame_cache(params), dict(old)
+    learnt = store.rows(store.accepted(champ.batch_id) if champ else [], "train")
+    videos = pd.concat([learnt.assign(folder=[str(store.batch_dir(b)) for b in learnt["batch_id"]]),
+                        rows[rows["split"] == "train"].assign(folder=str(params.paths.landing / batch_id))])
+    for label, group in videos[~videos["label"].isin(list(need))].groupby("label"):
+        sizes = []
+        for r in group.head(3).itertuples():  # a few videos: the memory keeps the smallest that fits
+            frames = cache.frames(Path(r.folder) / r.video, r.sha256)
+            sizes.append(shard_size(np.asarray(frames[:1])))
+        need[label] = min(sizes)
+    over = {c: b for c, b in need.items() if b > share}
+    if not over:
+        return None
+    worst = max(over.values())
+    return (f"memory.budget_bytes {params.memory.budget_bytes} B leaves {share} B per class for the {len(classes)} "
+            f"classes after this batch, too little for one exemplar of {', '.join(sorted(over)[:5])}"
+            f"{' …' if len(over) > 5 else ''} (one frame at the working resolution takes up to {worst} B); raise "
+            f"memory.budget_bytes to at least {worst * len(classes) + 4096} or lower data.short_side, then land it again")
 
 
 def validate(params: Params, batch_id: str) -> dict:
@@ -124,6 +162,9 @@ def validate(params: Params, batch_id: str) -> dict:
     accepted_ids = store.accepted()
     known = known_videos(store, batch_id)
     problem = _batch_id_problem(batch_id, accepted_ids)
+    if (gone := store.retirement(batch_id)) is not None:
+        problem = (f"batch {batch_id} is {gone['kind']} ({gone['reason']}); its id is taken for good: land the "
+                   f"corrected batch under a new id that sorts after {max(store.stored())}")
     if problem:
         verdict = Verdict(batch_id, [problem], pd.DataFrame(columns=MANIFEST_FACTS + ["reason"]))
     else:
@@ -131,6 +172,8 @@ def validate(params: Params, batch_id: str) -> dict:
     rows = verdict.accepted_rows if verdict.accepted else pd.DataFrame(columns=MANIFEST_FACTS + ["reason"])
     rows = rows[MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_FACTS + ["reason"]]].astype(
         {"bytes": int, "frames": int, "width": int, "height": int, "variable_frame_rate": bool})
+    if verdict.accepted and (short := _budget_problem(params, store, batch_id, rows)):
+        verdict.reasons.append(short)
     data_hash = content_hash(rows) if verdict.accepted else None
     if verdict.accepted and batch_id in accepted_ids and content_hash(store.manifest(batch_id)) != data_hash:
         verdict.reasons.append(f"batch id {batch_id} was accepted already with other content; give new data a "
@@ -148,7 +191,7 @@ def validate(params: Params, batch_id: str) -> dict:
         raise BatchRejected(" | ".join(verdict.reasons))
     if batch_id not in accepted_ids:
         _store_batch(store, batch_id, source, rows)
-    test_index = _write_test_index(store)
+    test_index = write_test_index(store)
     versions = {}
     if params.versioning.dvc:
         versions = data_versions.track([store.batch_dir(batch_id), test_index],
@@ -210,8 +253,8 @@ def extract_keyframes(params: Params, batch_id: str) -> dict:
         selection = read_output(params, batch_id, "select_exemplars")
         ranked = pd.read_csv(run_dir(params, batch_id) / "exemplars.csv",
                              dtype={"label": str, "video": str, "sha256": str})
-        previous = store.memory(champ.batch_id if champ else None,
-                                params.memory.budget_bytes, _threshold(params))
+        previous = store.without_retired(store.memory(champ.batch_id if champ else None,
+                                                      params.memory.budget_bytes, _threshold(params)))
         cache, sha = frame_cache(params), dict(zip(zip(ranked["batch_id"], ranked["video"]), ranked["sha256"]))
         memory = build_memory(
             previous, ranked, lambda b, v: cache.frames(store.batch_dir(b) / v, sha[b, v]), target,
@@ -388,8 +431,7 @@ def evaluate(params: Params, batch_id: str) -> dict:
         result.update(champion_version=champ.version, champion_row=c_row, champion_accuracy=c_all,
                       old_columns=store.accepted(champ.batch_id))
     # The service history: the accuracy matrix as it stood after the previous decided batch.
-    record = latest_record(columns, batch_id)
-    history = record["matrix"] if record else []
+    history, _ = service_history(latest_record(columns, batch_id), columns)
     matrix = metrics.accuracy_matrix(history + [row], len(columns))
     memory = read_output(params, batch_id, "extract_keyframes")
     result.update(
@@ -539,17 +581,18 @@ def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
             "batch_id": batch_id, "version": version.version, "decision": decided,
             "reasons": gate["reasons"], "reused": True})
     ev = read_output(params, batch_id, "evaluate")
-    previous = champion(params)
+    # The champion evaluate compared with (not the alias now: a kill after the alias moved left it on this version)
+    previous = ev.get("champion_version")
     if promoted:
         mlflow_registry.client().set_registered_model_alias(name, mlflow_registry.CHAMPION, version.version)
         row, acc_all, service_version = ev["challenger_row"], ev["challenger_accuracy"], version.version
     else:  # the champion stays in service; its row is what users get after this batch
         row, acc_all = ev.get("champion_row", [0.0] * len(ev["columns"])), ev.get("champion_accuracy", 0.0)
-        service_version = previous.version if previous else None
+        service_version = previous
     record = _stream_record(ev, row, acc_all, batch_id, version.version, service_version, promoted, gate["reasons"])
     decision = "promoted" if promoted else "held"
     mlflow_registry.set_tags(name, version.version, {
-        "decision": decision, "previous_champion": previous.version if previous else "none"})
+        "decision": decision, "previous_champion": previous or "none"})
     why = "all gates passed" if promoted else "; ".join(gate["reasons"]) or "a gate failed"
     mlflow_registry.describe(name, version.version, (
         f"batch {batch_id}: accuracy {ev['challenger_accuracy']:.3f} on {len(ev['confusion']['classes'])} classes "
@@ -569,13 +612,23 @@ def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
         "reasons": gate["reasons"], "champion_version": service_version, "reused": False})
 
 
+def service_history(record: dict | None, columns: list[str]) -> tuple[list[list[float]], list[dict]]:
+    """The accuracy matrix and per-batch rows of an earlier service record, restricted to ``columns``
+    (the batches in the stream now): a batch retired since leaves its row and its column."""
+    if not record:
+        return [], []
+    keep = [j for j, c in enumerate(record["columns"]) if c in columns]
+    rows = [(r, b) for r, b in zip(record["matrix"], record["batches"]) if b["batch_id"] in columns]
+    return [[r[j] for j in keep if j < len(r)] for r, _ in rows], [b for _, b in rows]
+
+
 def _stream_record(ev, row, acc_all, batch_id, version, service_version, promoted, reasons) -> dict:
     """The service record after this batch: accuracy matrix and per-batch summary rows (the model in
     service's figures; the challenger's accuracy and, when held, the gates' reasons beside them)."""
-    before = latest_record(ev["columns"], batch_id)
+    _, before = service_history(latest_record(ev["columns"], batch_id), ev["columns"])
     matrix = ev["history"] + [row]
     A = metrics.accuracy_matrix(matrix, len(ev["columns"]))
-    summary = (before["batches"] if before else []) + [{
+    summary = before + [{
         "batch_id": batch_id, "version": version, "promoted": promoted, "champion_version": service_version,
         "accuracy_all_seen": acc_all, "accuracy_new": row[-1],
         "forgetting_first": metrics.forgetting_first(A), "mean_forgetting": metrics.mean_forgetting(A),
