@@ -1,6 +1,7 @@
-"""Faults in the real pipeline (real mp4s, MLflow on SQLite, DVC): a SIGKILL inside register, and a
-model retrained after it was registered. The rerun converges: one version per batch, no RUNNING run,
-no retraining of a finished distil, and no decision on weights that were never evaluated."""
+"""Faults in the real pipeline (real mp4s, MLflow on SQLite, DVC): a SIGKILL inside distil, register and
+promote, and a model retrained after it was registered. The rerun converges to the registry an
+uninterrupted run leaves: one version per batch, no RUNNING run, no retraining of a finished distil,
+and no decision on weights that were never evaluated."""
 
 from __future__ import annotations
 
@@ -37,6 +38,84 @@ KILLED_REGISTER = textwrap.dedent("""
     mlflow_registry.log_model = killed
     run_step(Params.load(sys.argv[1]), "register", "b000")
 """)
+
+
+# The whole batch in a fresh process, SIGKILLed at the point argv[2] names (no hook in vidcil):
+#   distil:  right after the first epoch's checkpoint is on disk (training resumes from it);
+#   promote: right after the champion alias moved, before the decision is recorded.
+KILLED_BATCH = textwrap.dedent("""
+    import os, signal, sys
+    from vidcil.config import Params
+    from vidcil.core import training
+    from vidcil.io import mlflow_registry
+    from vidcil.pipeline.runner import run_batch
+
+    def kill():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    save, set_tags = training._save, mlflow_registry.set_tags
+    if sys.argv[2] == "distil":
+        training._save = lambda state, path: (save(state, path), kill())
+    else:
+        mlflow_registry.set_tags = lambda name, v, tags: kill() if "decision" in tags else set_tags(name, v, tags)
+    run_batch(Params.load(sys.argv[1]), "b000")
+""")
+
+
+def _registry(params) -> dict:
+    """What a run leaves in the registry, without what differs between any two runs (ids, times)."""
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id
+    runs = client.search_runs([experiment])
+    champion = mlflow_registry.version_by_alias(params.mlflow.model_name, mlflow_registry.CHAMPION)
+    return {
+        "versions": sorted((str(v.version), mlflow_registry.tag(v, "batch_id"), mlflow_registry.tag(v, "decision"),
+                            mlflow_registry.tag(v, "previous_champion"), v.run_id in {r.info.run_id for r in runs})
+                           for v in _versions(params)),
+        "champion": str(champion.version) if champion else None,
+        "running": [r.info.run_name for r in runs if r.info.status == "RUNNING"],
+        "training runs": sorted(r.info.run_name for r in runs if "vidcil.step" not in r.data.tags
+                                and r.info.status == "FINISHED"),
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The registry after one batch that nothing interrupted."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        params = tiny_params(root)
+        good_batch(params.paths.landing / "b000", seed=0)
+        assert run_batch(params, "b000")["decision"] == "promoted"
+        return _registry(params)
+
+
+@pytest.mark.parametrize("where", ["distil", "promote"])
+def test_a_kill_inside_distil_or_promote_is_rerun_to_the_registry_an_uninterrupted_run_leaves(
+        tmp_path, monkeypatch, uninterrupted, where):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = tiny_params(tmp_path)
+    good_batch(params.paths.landing / "b000", seed=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    done = subprocess.run([sys.executable, "-c", KILLED_BATCH, str(tmp_path / "params.yaml"), where], cwd=tmp_path)
+    assert done.returncode == -9  # SIGKILL
+    mlflow_registry.configure(params.mlflow.tracking_uri, params.mlflow.experiment)
+    if where == "distil":
+        assert _versions(params) == [] and (run_dir(params, "b000") / "distil_checkpoint.pt").is_file()
+    else:  # the alias moved, the decision is not recorded: the version must not be taken for the teacher
+        (half,) = _versions(params)
+        assert mlflow_registry.version_by_alias(params.mlflow.model_name, "champion").version == half.version
+        assert not mlflow_registry.tag(half, "decision")
+
+    out = run_batch(params, "b000")
+
+    assert out["decision"] == "promoted"
+    if where == "distil":
+        assert read_output(params, "b000", "distil")["resumed_from_epoch"] == 1  # not trained from scratch
+    else:
+        assert read_output(params, "b000", "distil").get("reused") is True
+    assert _registry(params) == uninterrupted
 
 
 @pytest.fixture

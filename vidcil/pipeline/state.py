@@ -27,7 +27,13 @@ class Champion:
 
 
 def champion(params: Params) -> Champion | None:
+    """The champion the pipeline builds on. A promote killed after it moved the alias and before it
+    recorded the decision left the alias on an undecided version: until that promote is finished
+    (its rerun), the champion in effect is the one it was promoting from."""
     v = mlflow_registry.version_by_alias(params.mlflow.model_name, mlflow_registry.CHAMPION)
+    if v is not None and not mlflow_registry.tag(v, "decision") and mlflow_registry.tag(v, "promoting_from"):
+        before = mlflow_registry.tag(v, "promoting_from")
+        v = None if before == "none" else mlflow_registry.client().get_model_version(params.mlflow.model_name, before)
     if v is None:
         return None
     return Champion(str(v.version), mlflow_registry.tag(v, "batch_id"), json.loads(mlflow_registry.tag(v, "class_names")))

@@ -583,7 +583,8 @@ def _decide(params: Params, batch_id: str, promoted: bool) -> dict:
     ev = read_output(params, batch_id, "evaluate")
     # The champion evaluate compared with (not the alias now: a kill after the alias moved left it on this version)
     previous = ev.get("champion_version")
-    if promoted:
+    if promoted:  # recorded first: a kill right after the alias moves must not make this version the teacher
+        mlflow_registry.set_tags(name, version.version, {"promoting_from": previous or "none"})
         mlflow_registry.client().set_registered_model_alias(name, mlflow_registry.CHAMPION, version.version)
         row, acc_all, service_version = ev["challenger_row"], ev["challenger_accuracy"], version.version
     else:  # the champion stays in service; its row is what users get after this batch
