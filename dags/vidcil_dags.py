@@ -71,6 +71,13 @@ def _status(batch_id: str) -> str:
     return batch_status(params, batch_id)
 
 
+def _set_aside_reason(batch_id: str) -> str:
+    from vidcil.io.store import Store
+
+    gone = Store(PROJECT_DIR / PARAMS.paths.store).retirement(batch_id) or {}
+    return gone.get("reason", "no reason recorded")
+
+
 def _announced(context) -> list[str]:
     """Every batch id ever announced on the asset (its events' history)."""
     return sorted({e.extra["batch_id"] for e in context["inlet_events"][INCOMING] if e.extra.get("batch_id")})
@@ -92,7 +99,9 @@ def vidcil_landing_watcher():
         from vidcil.io.landing import LandingZone
 
         announced = set(_announced(get_current_context()))
-        return [b for b in LandingZone(LANDING_URI).complete_batches() if b not in announced]
+        o = PARAMS.orchestration
+        zone = LandingZone(LANDING_URI, retries=o.s3_retries, timeout_s=o.s3_timeout_s)
+        return [b for b in zone.complete_batches() if b not in announced]
 
     @task(outlets=[INCOMING], map_index_template="{{ task.op_kwargs['batch_id'] }}")
     def announce(batch_id: str) -> str:
@@ -175,9 +184,14 @@ def vidcil_batch():
         context = get_current_context()
         asked = context["params"].get("batch_id")
         candidates = [asked] if asked else _announced(context)
-        pending = [b for b in candidates if _status(b) == "pending"]
+        status = {b: _status(b) for b in candidates}
+        pending = [b for b in candidates if status[b] == "pending"]
+        for b in candidates:  # set aside: said in this task's log, every run, until a corrected copy lands
+            if status[b] in ("retired", "failed"):
+                print(f"batch {b} is {status[b]}: {_set_aside_reason(b)}; the stream goes on without it")
         if not pending:
-            raise AirflowSkipException(f"nothing pending among {candidates or 'no announced batch'}")
+            raise AirflowSkipException("nothing pending among " + (
+                ", ".join(f"{b} ({status[b]})" for b in candidates) or "no announced batch"))
         print(f"processing {pending[0]}; still pending after it: {pending[1:]}")
         return pending[0]
 

@@ -293,6 +293,10 @@ class OrchestrationParams(_Section):
     # A step that failed this many attempts in a row (Airflow tries, reruns) sets its batch aside
     # (retired, kind "failed"): the stream goes on without it. 0: never (the stream waits for a fix).
     max_attempts: int = Field(3, ge=0)
+    # S3 (the landing zone; MLflow's artifacts through $AWS_MAX_ATTEMPTS): an endpoint that does not
+    # answer is asked this many more times, this long each, then the step stops with one line naming it.
+    s3_retries: int = Field(2, ge=0)
+    s3_timeout_s: int = Field(20, ge=1)
     kubernetes: KubernetesParams = KubernetesParams()
 
 

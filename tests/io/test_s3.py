@@ -55,3 +55,40 @@ def test_mlflow_artifacts_of_a_real_batch_live_on_s3(tmp_path, s3_endpoint):
     probs = model.predict(np.zeros((1, 4, 3, 32, 32), dtype=np.float32))
     assert probs.shape == (1, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert mlflow.get_run(champion.run_id).info.artifact_uri.startswith("s3://vidcil-data/mlflow/")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("where", ["landing", "artifacts"])
+def test_s3_down_stops_the_step_with_one_line_naming_the_endpoint_within_seconds(tmp_path, monkeypatch, where):
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    env = {**__import__("os").environ, "AWS_ENDPOINT_URL": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint,
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    if where == "landing":
+        params, step = tiny_params(tmp_path, orchestration={"landing_uri": "s3://vidcil-data/landing",
+                                                            "s3_retries": 1, "s3_timeout_s": 2}), "land"
+    else:  # the batch is local; its validation report goes to MLflow's artifact store on S3
+        params, step = tiny_params(tmp_path, mlflow={"artifact_location": "s3://vidcil-data/mlflow"},
+                                   orchestration={"s3_retries": 1, "s3_timeout_s": 2}), "validate"
+        good_batch(params.paths.landing / "b000", seed=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "vidcil.cli", "--params", str(tmp_path / "params.yaml"),
+                           "step", step, "b000"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 75, done.stderr[-2000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("vidcil:")]
+    assert "S3 did not answer" in line and endpoint in line and "Traceback" not in done.stderr
+    assert seconds < 30

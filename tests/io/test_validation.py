@@ -5,6 +5,7 @@ accepted batch ``b000``, and asserts the exact outcome and that nothing already 
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import shutil
 import unicodedata
@@ -472,3 +473,17 @@ def test_content_hash_ignores_row_order():
     a = pd.DataFrame({"video": ["a", "b"], "label": ["x", "y"], "split": ["train", "test"], "sha256": ["1", "2"]})
     assert content_hash(a) == content_hash(a.iloc[::-1])
     assert content_hash(a) != content_hash(a.assign(label=["y", "y"]))
+
+
+def test_a_memory_budget_too_small_for_one_exemplar_per_class_rejects_the_batch_before_it_is_stored(tmp_path):
+    params = tiny_params(tmp_path, memory={"budget_bytes": 1500})  # one 32 px frame as a shard takes more
+    good_batch(params.paths.landing / "b000", seed=0)
+    out, e = _validate(params, "b000")
+    assert e is not None and out["verdict"] == "rejected"
+    assert re.search(r"memory.budget_bytes 1500 B leaves 750 B per class for the 2 classes after this batch, too "
+                     r"little for one exemplar of pull, push \(one frame at the working resolution takes up to \d+ B\); "
+                     r"raise memory.budget_bytes to at least \d+", str(e)), str(e)
+    assert Store(params.paths.store).accepted() == []  # never stored, never versioned
+    wanted = int(re.search(r"at least (\d+)", str(e)).group(1))
+    ok = tiny_params(tmp_path, memory={"budget_bytes": wanted})
+    assert _validate(ok, "b000")[0]["verdict"] == "accepted"  # the advice is enough

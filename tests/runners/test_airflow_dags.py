@@ -36,6 +36,18 @@ print("JSON" + json.dumps(out))
 """
 
 
+# One task's callable as the worker runs it (Airflow's exception types, the DAG file's code).
+RUN_TASK = """
+import sys
+sys.path.insert(0, DAGS)
+import vidcil_dags
+try:
+    vidcil_dags.run_component(sys.argv[1], sys.argv[2])
+except Exception as e:
+    print(f"{type(e).__name__}: {e}")
+""".replace("DAGS", repr(str(ROOT / "dags")))
+
+
 def _describe(tmp_path, **env) -> dict:
     make_project(tmp_path)
     code = DESCRIBE.replace("DAGS", repr(str(ROOT / "dags")))
@@ -92,5 +104,17 @@ def test_airflow_dags_test_runs_a_real_batch_end_to_end(tmp_path):
     # The same batch again: nothing pending, the run skips; no second version.
     again = subprocess.run(["airflow", "dags", "test", "vidcil_batch", "-c", json.dumps({"batch_id": "b000"})],
                            cwd=project, env=env, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "nothing pending" in again.stdout + again.stderr
+    assert again.returncode == 0 and "nothing pending among b000 (promoted)" in again.stdout + again.stderr
     assert len(client.search_model_versions("name = 'vidcil-video-classifier'")) == 1
+
+    # A batch set aside: a task of it fails at once, without retries, saying why; a run skips it, saying why.
+    run(["vidcil", "step", "validate", "b001"], project, env)
+    run(["vidcil", "retire", "b001", "--reason", "labels swapped by the vendor"], project, env)
+    task = subprocess.run([sys.executable, "-c", RUN_TASK, "distil", "b001"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert "AirflowFailException: batch b001 is retired (labels swapped by the vendor)" in task.stdout, task.stderr[-3000:]
+    skipped = subprocess.run(["airflow", "dags", "test", "vidcil_batch", "-c", json.dumps({"batch_id": "b001"})],
+                             cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    log = skipped.stdout + skipped.stderr
+    assert skipped.returncode == 0 and "batch b001 is retired: labels swapped by the vendor" in log
+    assert "nothing pending among b001 (retired)" in log

@@ -24,6 +24,29 @@ class ServiceUnavailable(RuntimeError):
     """A service the pipeline needs (the MLflow server, S3) did not answer within its bounded retries."""
 
 
+def service_problem(error: BaseException) -> str | None:
+    """If ``error`` (or what caused it) is an S3 endpoint that did not answer or refused our credentials,
+    one line naming it and what to check; else None. (MLflow's own server errors are handled where
+    MLflow is configured: :func:`vidcil.io.mlflow_registry.configure`.)"""
+    try:
+        from botocore import exceptions as b
+    except ImportError:
+        return None
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (b.EndpointConnectionError, b.ConnectTimeoutError, b.ReadTimeoutError,
+                              b.ConnectionClosedError)):
+            return (f"S3 did not answer ({error}); check that the endpoint ($AWS_ENDPOINT_URL, "
+                    "$MLFLOW_S3_ENDPOINT_URL for MLflow's artifacts) is up and reachable from here; "
+                    "orchestration.s3_retries / s3_timeout_s bound the wait")
+        if isinstance(error, (b.NoCredentialsError, b.PartialCredentialsError)):
+            return (f"S3 refused: {error}; give the worker credentials ($AWS_ACCESS_KEY_ID / "
+                    "$AWS_SECRET_ACCESS_KEY, a profile, or its role)")
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class BatchRejected(ValueError):
     """The batch as a whole breaks the contract; nothing downstream may run."""
 

@@ -17,6 +17,8 @@ from pathlib import Path, PurePosixPath
 @dataclass(frozen=True)
 class LandingZone:
     uri: str  # a folder, or s3://bucket/prefix
+    retries: int = 2  # an endpoint that does not answer: asked this many more times ...
+    timeout_s: int = 20  # ... waiting this long each (connect and read), then ServiceUnavailable
 
     @property
     def is_s3(self) -> bool:
@@ -28,14 +30,28 @@ class LandingZone:
 
     def _s3(self):
         import boto3
+        from botocore.config import Config
 
-        return boto3.client("s3")
+        return boto3.client("s3", config=Config(connect_timeout=self.timeout_s, read_timeout=self.timeout_s,
+                                                retries={"max_attempts": self.retries + 1, "mode": "standard"}))
+
+    def _unavailable(self, error: Exception) -> Exception:
+        from vidcil.io.contract import ServiceUnavailable, service_problem
+
+        why = service_problem(error)
+        return ServiceUnavailable(f"landing zone {self.uri}: {why}") if why else error
 
     def complete_batches(self) -> list[str]:
         """Ids of the batches whose labels.csv exists, in arrival (sort) order."""
         if not self.is_s3:
             root = Path(self.uri)
             return sorted(p.name for p in root.iterdir() if (p / "labels.csv").is_file()) if root.is_dir() else []
+        try:
+            return self._s3_complete_batches()
+        except Exception as e:
+            raise self._unavailable(e) from e
+
+    def _s3_complete_batches(self) -> list[str]:
         bucket, prefix = self._bucket_prefix()
         pages = self._s3().get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", Delimiter="/")
@@ -64,6 +80,12 @@ class LandingZone:
             if source.resolve() != Path(dest).resolve():
                 shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
             return Path(dest)
+        try:
+            return self._s3_fetch(batch_id, dest)
+        except Exception as e:
+            raise self._unavailable(e) from e
+
+    def _s3_fetch(self, batch_id: str, dest: Path) -> Path:
         bucket, prefix = self._bucket_prefix()
         base = self._key(prefix, batch_id) + "/"
         staging = Path(dest).with_name(f".{Path(dest).name}.partial")

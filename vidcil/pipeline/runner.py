@@ -5,6 +5,7 @@ process (a laptop, ``vidcil run-stream``, ``dvc repro``); and the stream's repor
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from vidcil.config import Params
 from vidcil.io import mlflow_registry, plots
-from vidcil.io.contract import BatchRejected, BatchSetAside, ServiceUnavailable
+from vidcil.io.contract import BatchRejected, BatchSetAside, ServiceUnavailable, service_problem
 from vidcil.io.project_lock import ProjectBusy, project_lock, remove_stale_staging
 from vidcil.io.store import Store
 from vidcil.pipeline import operations
@@ -34,6 +35,9 @@ def _say(line: str) -> None:
 def one_writer(params: Params):
     """The project's write lock (:mod:`vidcil.io.project_lock`) around a step or a batch; on taking
     it, what a killed writer left half-staged in the store is removed."""
+    # MLflow's artifact client (boto3) bounded like the landing zone's, unless the user set it
+    os.environ.setdefault("AWS_MAX_ATTEMPTS", str(params.orchestration.s3_retries + 1))
+    os.environ.setdefault("AWS_RETRY_MODE", "standard")
     with project_lock(params.paths.runs, wait_s=params.orchestration.lock_wait_minutes * 60, on_wait=_say) as taken:
         if taken:
             for stale in remove_stale_staging(params.paths.store):
@@ -64,6 +68,8 @@ def _attempt(params: Params, step: str, batch_id: str, function) -> dict:
     except (BatchRejected, BatchSetAside, ServiceUnavailable, ProjectBusy, StepNotRun, VersioningError):
         raise  # not the batch's fault: a verdict, a service or remote down, another writer, steps out of order
     except Exception as e:
+        if why := service_problem(e):  # S3 down or no credentials: not the batch's fault, one line
+            raise ServiceUnavailable(f"{step} of {batch_id}: {why}") from None
         aside = operations.step_failed(params, batch_id, step, e)
         if aside is not None:
             _say(str(aside))

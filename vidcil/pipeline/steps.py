@@ -56,7 +56,8 @@ def land(params: Params, batch_id: str) -> dict:
     dest = params.paths.landing / batch_id
     uri = params.orchestration.landing_uri
     if uri and not (dest / "labels.csv").is_file():
-        LandingZone(uri).fetch(batch_id, dest)
+        o = params.orchestration
+        LandingZone(uri, retries=o.s3_retries, timeout_s=o.s3_timeout_s).fetch(batch_id, dest)
     return write_output(params, batch_id, "land", {"batch_id": batch_id, "landing": str(dest), "source": uri})
 
 
@@ -124,8 +125,6 @@ def _budget_problem(params: Params, store: Store, batch_id: str, rows: pd.DataFr
     memory = store.memory(champ.batch_id if champ else None, params.memory.budget_bytes, _threshold(params))
     old = memory.entries.groupby("label")["bytes"].min().to_dict() if len(memory.entries) else {}
     classes = set(old) | set(champ.class_names if champ else []) | set(rows["label"])
-    if champ is None and not old:
-        return None  # the first batch: nothing is remembered until it is learnt; checked with the next one
     share = class_share(params.memory.budget_bytes, len(classes))
     # Classes not in the memory yet: this batch's, and the champion's whose exemplars step 2 picks next.
     cache, need = frame_cache(params), dict(old)
