@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := False
 
 KFP_VENV ?= .venv-kfp
 KFP_PY := $(KFP_VENV)/bin/python

@@ -47,3 +47,34 @@ def test_an_unreachable_server_is_one_clear_error_within_seconds(tmp_path, monke
     message = str(e.value)
     assert message.startswith(f"MLflow at http://127.0.0.1:{port} did not answer (") and "\n" not in message
     assert "check that the server is running" in message
+
+
+def test_a_password_in_the_tracking_uri_never_reaches_the_message(monkeypatch):
+    import socket
+
+    from vidcil.io.contract import ServiceUnavailable, redact
+
+    assert redact("https://ana:s3cret@mlflow.example:8443/x") == "https://ana:***@mlflow.example:8443/x"
+    assert redact("sqlite:///tmp/mlflow.db") == "sqlite:///tmp/mlflow.db"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ServiceUnavailable) as e:
+        mlflow_registry.configure(f"http://ana:s3cret@127.0.0.1:{port}", "vidcil")
+    assert "s3cret" not in str(e.value) and f"http://ana:***@127.0.0.1:{port}" in str(e.value)
+
+
+def test_no_usage_telemetry_leaves_the_machine():
+    """MLflow 3 sends usage telemetry unless told not to; vidcil tells it before MLflow is imported."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "CI")}
+    code = ("import vidcil.io.mlflow_registry, mlflow.telemetry.utils as t, os; "
+            "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DVC_NO_ANALYTICS'], "
+            "os.environ['GX_ANALYTICS_ENABLED'], t.MLFLOW_DISABLE_TELEMETRY.get())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["true", "1", "False", "True"]

@@ -24,6 +24,21 @@ class ServiceUnavailable(RuntimeError):
     """A service the pipeline needs (the MLflow server, S3) did not answer within its bounded retries."""
 
 
+def redact(uri: str) -> str:
+    """``uri`` fit for a log line: a password in it (``https://user:secret@host``) is replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable URI>"
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def service_problem(error: BaseException) -> str | None:
     """If ``error`` (or what caused it) is an S3 endpoint that did not answer or refused our credentials,
     one line naming it and what to check; else None. (MLflow's own server errors are handled where

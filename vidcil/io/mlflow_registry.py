@@ -24,7 +24,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from vidcil.core.models.tsm import VideoRecognizer
-from vidcil.io.contract import ServiceUnavailable, sha256_file
+from vidcil.io.contract import ServiceUnavailable, redact, sha256_file
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "vidcil."  # prefix of every tag this project writes
@@ -67,8 +67,9 @@ def configure(tracking_uri: str | None, experiment: str, artifact_location: str 
         if not uri.startswith(("http://", "https://")):
             raise
         why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        why = why.replace(uri, redact(uri))
         raise ServiceUnavailable(
-            f"MLflow at {uri} did not answer ({why}); check that the server is running and reachable from "
+            f"MLflow at {redact(uri)} did not answer ({why}); check that the server is running and reachable from "
             "here, and the URI (mlflow.tracking_uri or $MLFLOW_TRACKING_URI) and its credentials "
             "($MLFLOW_TRACKING_USERNAME / _PASSWORD); mlflow.retries / mlflow.timeout_s bound the wait") from None
     if found is None:
