@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(params, args.batch_dir, args.report)
 
-    from vidcil.io.contract import ServiceUnavailable
+    from vidcil.io.contract import BatchRejected, BatchSetAside, ServiceUnavailable
     from vidcil.io.project_lock import ProjectBusy
     from vidcil.pipeline import runner as pipeline
 
@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, params, parser, pipeline)
     except (ProjectBusy, ServiceUnavailable) as e:  # another writer, a service down: one line, exit 75 (later)
         parser.exit(75, f"vidcil: {e}\n")
+    except BatchRejected as e:  # a step or run-batch on a rejected batch (the components' exit codes)
+        parser.exit(3, f"vidcil: batch {getattr(args, 'batch_id', '')} rejected: {e}\n")
+    except BatchSetAside as e:
+        parser.exit(4, f"vidcil: {e}\n")
 
 
 def _run(args, params, parser, pipeline) -> int:

@@ -134,3 +134,21 @@ def test_retire_and_rollback_by_hand_are_recorded_and_the_stream_report_says_wha
     assert record["in_service"] == {"version": str(result["version"]), "batch_id": "b002", "rollback": None}
     v3 = client.get_model_version(params.mlflow.model_name, result["version"])
     assert mlflow_registry.tag(v3, "previous_champion") == v1
+
+
+def test_a_batch_whose_validation_keeps_crashing_is_recorded_rejected_not_retried_forever(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = tiny_params(tmp_path, orchestration={"max_attempts": 2})
+    good_batch(params.paths.landing / "b000", seed=0)
+
+    def validate(params, batch_id):  # the fault: the validator crashes on this batch (a decoder bug, say)
+        raise MemoryError("decoder ran out of memory (injected)")
+
+    monkeypatch.setattr(steps, "validate", validate)
+    with pytest.raises(MemoryError):
+        run_step(params, "validate", "b000")
+    assert batch_status(params, "b000") == "pending"
+    with pytest.raises(BatchRejected, match="step validate failed 2 times; last: MemoryError: decoder ran out"):
+        run_step(params, "validate", "b000")
+    assert batch_status(params, "b000") == "rejected"  # Airflow's pick_batch skips it; the stream goes on
+    assert Store(params.paths.store).stored() == []

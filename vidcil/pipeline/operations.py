@@ -19,7 +19,7 @@ import mlflow
 
 from vidcil.config import Params
 from vidcil.io import data_versions, mlflow_registry
-from vidcil.io.contract import BatchSetAside
+from vidcil.io.contract import BatchRejected, BatchSetAside
 from vidcil.io.store import Store
 from vidcil.pipeline.state import champion, project_id, run_dir
 
@@ -123,9 +123,11 @@ def step_succeeded(params: Params, batch_id: str, step: str) -> None:
         _write_attempts(params, batch_id, data)
 
 
-def step_failed(params: Params, batch_id: str, step: str, error: BaseException) -> BatchSetAside | None:
+def step_failed(params: Params, batch_id: str, step: str, error: BaseException) -> Exception | None:
     """Count a failed attempt of ``step``. At ``orchestration.max_attempts`` the batch is set aside
-    (:func:`retire` with kind ``failed``) and the :class:`BatchSetAside` to raise is returned; before, None."""
+    (:func:`retire` with kind ``failed``) and the :class:`BatchSetAside` to raise is returned; a batch not
+    in the store yet (``land`` or ``validate`` kept failing) is recorded as rejected instead and a
+    :class:`BatchRejected` returned. Before the limit, None."""
     if os.environ.get("RANK", "0") != "0":
         return None
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:400]
@@ -138,9 +140,11 @@ def step_failed(params: Params, batch_id: str, step: str, error: BaseException) 
     limit = params.orchestration.max_attempts
     if limit == 0 or entry["failures"] < limit or Store(params.paths.store).retirement(batch_id) is not None:
         return None
-    if batch_id not in Store(params.paths.store).stored():
-        return None  # not accepted yet (land, validate): nothing to set aside; the batch is not in the stream
     reason = f"step {step} failed {entry['failures']} times; last: {why}"
+    if batch_id not in Store(params.paths.store).stored():  # never accepted: a rejection, as validation records it
+        _log_operation(params, f"{batch_id} validate", {"step": "validate", "batch_id": batch_id,
+                                                        "verdict": "rejected", "reason": reason}, {"reason": reason})
+        return BatchRejected(f"{reason}. Nothing of it was stored; fix the cause and land it again")
     retire(params, batch_id, reason, kind=FAILED)
     return BatchSetAside(f"batch {batch_id} set aside: {reason}. The stream goes on without it; fix the cause and "
                          f"land a corrected copy under a new batch id (see README, 'When a batch fails')")

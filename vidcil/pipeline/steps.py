@@ -171,7 +171,7 @@ def validate(params: Params, batch_id: str) -> dict:
     rows = verdict.accepted_rows if verdict.accepted else pd.DataFrame(columns=MANIFEST_FACTS + ["reason"])
     rows = rows[MANIFEST_COLUMNS + [c for c in rows.columns if c not in MANIFEST_FACTS + ["reason"]]].astype(
         {"bytes": int, "frames": int, "width": int, "height": int, "variable_frame_rate": bool})
-    if verdict.accepted and (short := _budget_problem(params, store, batch_id, rows)):
+    if verdict.accepted and batch_id not in accepted_ids and (short := _budget_problem(params, store, batch_id, rows)):
         verdict.reasons.append(short)
     data_hash = content_hash(rows) if verdict.accepted else None
     if verdict.accepted and batch_id in accepted_ids and content_hash(store.manifest(batch_id)) != data_hash:
