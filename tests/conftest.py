@@ -40,7 +40,8 @@ TINY_STREAM_PARAMS = {
     "memory": {"budget_bytes": 80000, "candidates_per_class": 2},
     "validation": {"min_train_per_class": 2, "min_test_per_class": 1},
     "gates": {"min_accuracy": 0.0, "min_new_accuracy": 0.0, "min_accuracy_over_chance": 0.0,
-              "min_new_accuracy_over_chance": 0.0, "max_forgetting": 1.0, "max_old_drop": 1.0},
+              "min_new_accuracy_over_chance": 0.0, "max_forgetting": 1.0, "max_old_drop": 1.0,
+              "require_learning": False},
 }
 
 
@@ -67,10 +68,11 @@ def tiny_params(root, **overrides) -> Params:
         "data": {"input_size": 32, "short_side": 32, "num_workers": 0},  # the tiny clips' native size
         "model": {"arch": "resnet18", "num_segments": 4, "dropout": 0.0},
         "train": {"epochs_first": 3, "epochs": 2, "batch_size": 4, "lr": 0.01, "threads": 2},
-        "memory": {"budget_bytes": 60_000, "frames": {"kind": "keyframes", "threshold": 0.05}, "candidates_per_class": 3},
+        "memory": {"budget_bytes": 60_000, "frames": {"kind": "fit", "threshold": 0.05}, "candidates_per_class": 3},
         "validation": {"min_train_per_class": 1, "min_test_per_class": 1},
         "gates": {"min_accuracy": 0.0, "min_new_accuracy": 0.0, "min_accuracy_over_chance": 0.0,
-              "min_new_accuracy_over_chance": 0.0, "max_forgetting": 1.0, "max_old_drop": 1.0},
+              "min_new_accuracy_over_chance": 0.0, "max_forgetting": 1.0, "max_old_drop": 1.0,
+              "require_learning": False},
         "mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": "test",
                    "model_name": "test-model"},
     }

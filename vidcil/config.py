@@ -183,9 +183,19 @@ class StudentParams(_Section):
         return v
 
 
+class ConvergenceParams(_Section):
+    """How long a batch trains: until a validation split carved from its training videos stops improving."""
+
+    validation_fraction: float = Field(0.15, ge=0, lt=1)  # of each class's training videos (classes with
+    # at least 4); 0: no split, every epoch runs (epochs_first / epochs exactly)
+    patience: int = Field(3, ge=1)  # epochs in a row without a better validation accuracy, then stop
+    min_epochs: int = Field(3, ge=1)  # never stop before this many
+
+
 class TrainParams(_Section):
-    epochs_first: int = Field(12, ge=1)  # batch 0, trained from scratch
-    epochs: int = Field(6, ge=1)  # later batches, distilled from the champion
+    epochs_first: int = Field(12, ge=1)  # batch 0 (from scratch): at most this many epochs
+    epochs: int = Field(6, ge=1)  # later batches, distilled from the champion: at most
+    convergence: ConvergenceParams = ConvergenceParams()  # stop on the validation plateau, keep the best epoch
     batch_size: int = Field(8, ge=1)
     lr: float = Field(0.02, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
@@ -205,7 +215,7 @@ DistilKind, _distil_default = _plugin(
     DISTILLERS, {"kind": "tsd", "alpha": 0.5, "lam": 1.0, "pooling": "mean", "normalize": True,
                  "stages": ["layer4"]}, nullable=True)
 SelectionKind, _selection_default = _plugin(SELECTIONS, {"kind": "confidence"})
-FramesKind, _frames_default = _plugin(FRAME_POLICIES, {"kind": "keyframes", "threshold": 0.06})
+FramesKind, _frames_default = _plugin(FRAME_POLICIES, {"kind": "fit", "threshold": 0.06, "frames": 4})
 
 
 class MemoryParams(_Section):
@@ -215,7 +225,7 @@ class MemoryParams(_Section):
     budget_bytes: int = Field(600_000, ge=1)
     candidates_per_class: int = Field(12, ge=1)
     selection: SelectionKind = _selection_default  # vidcil.core.memory.selection: confidence | random | herding
-    frames: FramesKind = _frames_default  # vidcil.core.memory.frames: keyframes | uniform | adaptive
+    frames: FramesKind = _frames_default  # vidcil.core.memory.frames: fit (default) | keyframes | uniform | adaptive
 
 
 class GateParams(_Section):
@@ -227,6 +237,7 @@ class GateParams(_Section):
     min_new_accuracy_over_chance: float = Field(0.1, ge=0, le=1)
     max_forgetting: float = Field(0.35, ge=0, le=1)  # mean forgetting
     max_old_drop: float = Field(0.15, ge=0, le=1)  # challenger vs champion on the old classes
+    require_learning: bool = True  # hold a model whose training did not learn (loss / validation at chance)
 
 
 class ValidationParams(_Section):

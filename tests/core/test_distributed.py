@@ -94,7 +94,8 @@ def test_sync_batchnorm_shares_the_layers_tensors_and_is_undone():
 def _project(root):
     """A tiny batch validated, its exemplars and keyframes done: what distil starts from."""
     landing = root / "landing"
-    generate_stream(landing, [BatchSpec("b000", ("slide_right", "zoom_in"), 8, 2)], seed=3, n_frames=8, size=32)
+    # 10 training videos per class, 2 each held out for validation (train.convergence): 16 train
+    generate_stream(landing, [BatchSpec("b000", ("slide_right", "zoom_in"), 10, 2)], seed=3, n_frames=8, size=32)
     params = tiny_params(root, paths={"landing": str(landing)}, train={"threads": 1, "epochs_first": 2, "batch_size": 8})
     (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     for step in ("validate", "select_exemplars", "extract_keyframes"):
@@ -156,10 +157,15 @@ def test_two_gloo_processes_train_like_one(tmp_path):
 
     one, two = live["one"], live["two"]
     assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["validation_clips"] == two["validation_clips"] == 4  # every process scores all of them
     assert one["optimizer_steps"] == two["optimizer_steps"] == params.train.epochs_first * (16 // 8)
     assert one["train_clips"] == two["train_clips"] == 16
     print("live loss", _history(one, "loss").round(5), _history(two, "loss").round(5))
     print("pinned loss", _history(pinned["one"], "loss").round(5), _history(pinned["two"], "loss").round(5))
-    np.testing.assert_allclose(_history(two, "loss")[0], _history(one, "loss")[0], rtol=0.05)
+    # Live batch norm on the CPU normalises over each process's 4 clips, not the global 8: close, not equal
+    # (measured 0.906 vs 0.965 on this batch, 6 %); the pinned run below is the exact comparison.
+    np.testing.assert_allclose(_history(two, "loss")[0], _history(one, "loss")[0], rtol=0.1)
     for key in ("loss", "train_accuracy"):
         np.testing.assert_allclose(_history(pinned["two"], key), _history(pinned["one"], key), rtol=1e-4, atol=1e-6)
+    # Validation (every process scores the whole split with the same weights): the same figures, so all stop together.
+    np.testing.assert_allclose(_history(pinned["two"], "val_loss"), _history(pinned["one"], "val_loss"), rtol=1e-4)

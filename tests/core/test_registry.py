@@ -40,7 +40,7 @@ def test_params_pick_plugins_by_kind_and_type_their_options(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("distil: {kind: fitnets}", "unknown distiller kind .fitnets.; known: .*lwf, pod, tsd"),
-    ("memory: {frames: {kind: every_other}}", "unknown frame policy kind .every_other.; known: adaptive, keyframes"),
+    ("memory: {frames: {kind: every_other}}", "unknown frame policy kind .every_other.; known: adaptive, fit, keyframes"),
     ("distil: {kind: tsd, alpah: 0.3}", "distiller 'tsd': alpah: Extra inputs are not permitted"),
     ("distil: {kind: lwf, temperature: 0}", "distiller 'lwf': temperature: Input should be greater than 0"),
 ])

@@ -91,9 +91,11 @@ def test_accuracy_and_forgetting_after_an_earlier_batch_come_from_the_matrix_up_
 def test_a_budget_too_small_for_one_exemplar_names_the_method_batch_and_the_benchmark_setting(tmp_path, monkeypatch):
     import vidcil.experiments.benchmark as bench
 
-    def tiny_budget(params):
+    def tiny_budget(params):  # with a frame policy that cannot adapt (fit, the default, never refuses)
         quick = quick_params(params)
-        return quick.model_copy(update={"memory": quick.memory.model_copy(update={"budget_bytes": 500})})
+        fixed = quick.memory.model_copy(update={"budget_bytes": 500}).model_dump() | {
+            "frames": {"kind": "keyframes", "threshold": 0.06}}
+        return quick.model_copy(update={"memory": type(quick.memory).model_validate(fixed, context={"plugins": True})})
 
     monkeypatch.setattr(bench, "quick_params", tiny_budget)
     landing = bundled_stream(quick_params(Params()), True, tmp_path / "landing")

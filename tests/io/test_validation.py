@@ -476,7 +476,9 @@ def test_content_hash_ignores_row_order():
 
 
 def test_a_memory_budget_too_small_for_one_exemplar_per_class_rejects_the_batch_before_it_is_stored(tmp_path):
-    params = tiny_params(tmp_path, memory={"budget_bytes": 1500})  # one 32 px frame as a shard takes more
+    # A frame policy that cannot adapt (fixed keyframes): one 32 px frame as a shard takes more.
+    fixed = {"kind": "keyframes", "threshold": 0.05}
+    params = tiny_params(tmp_path, memory={"budget_bytes": 1500, "frames": fixed})
     good_batch(params.paths.landing / "b000", seed=0)
     out, e = _validate(params, "b000")
     assert e is not None and out["verdict"] == "rejected"
@@ -485,5 +487,11 @@ def test_a_memory_budget_too_small_for_one_exemplar_per_class_rejects_the_batch_
                      r"raise memory.budget_bytes to at least \d+", str(e)), str(e)
     assert Store(params.paths.store).accepted() == []  # never stored, never versioned
     wanted = int(re.search(r"at least (\d+)", str(e)).group(1))
-    ok = tiny_params(tmp_path, memory={"budget_bytes": wanted})
+    ok = tiny_params(tmp_path, memory={"budget_bytes": wanted, "frames": fixed})
     assert _validate(ok, "b000")[0]["verdict"] == "accepted"  # the advice is enough
+
+
+def test_an_adapting_memory_accepts_any_budget(tmp_path):
+    params = tiny_params(tmp_path, memory={"budget_bytes": 1500})  # the default policy, fit
+    good_batch(params.paths.landing / "b000", seed=0)
+    assert _validate(params, "b000")[0]["verdict"] == "accepted"

@@ -11,7 +11,10 @@ Gates (thresholds in ``params.yaml`` under ``gates``):
 - ``max_forgetting``: mean forgetting over earlier batches (not for the first batch);
 - ``memory_budget``: the memory it trained on is within ``memory.budget_bytes``;
 - ``max_old_drop``: on the batches the champion knows, the challenger is at most this much worse
-  than the champion (not for the first batch: there is no champion).
+  than the champion (not for the first batch: there is no champion);
+- ``learnt`` (``require_learning``): training did learn — its loss left chance level and its
+  validation accuracy is above chance (:func:`vidcil.core.learner.did_not_learn`); a model that did
+  not is registered (with the reason) but never promoted.
 """
 
 from __future__ import annotations
@@ -61,11 +64,15 @@ def evaluate_gates(ev: dict, gates: GateParams, budget_bytes: int) -> GateDecisi
         old = ev["old_columns"]
         drop = _mean_over(ev["champion_row"], ev["columns"], old) - _mean_over(ev["challenger_row"], ev["columns"], old)
         checks["max_old_drop"] = (drop, gates.max_old_drop, "<=")
+    if getattr(gates, "require_learning", True) and "did_not_learn" in ev:
+        checks["learnt"] = (0.0 if ev["did_not_learn"] else 1.0, 1.0, ">=")
     result, reasons = {}, []
     for gate, (value, threshold, op) in checks.items():
         ok = value >= threshold if op == ">=" else value <= threshold
         result[gate] = {"passed": bool(ok), "value": float(value), "threshold": float(threshold)}
-        if not ok:
+        if not ok and gate == "learnt":
+            reasons.append(f"did not learn: {ev['did_not_learn']}")
+        elif not ok:
             reasons.append(f"{gate}: {value:.3f} is not {op} {threshold:.3g}"
                            + (f" ({classes} classes: chance {1 / classes:.3f})" if "chance" in gate else ""))
     return GateDecision(not reasons, result, reasons)

@@ -4,7 +4,10 @@
   the classifier widened for the new classes; or, ``params.student``, a smaller feature extractor,
   possibly with the teacher's temporal encoder copied and frozen);
 - :func:`learn_batch`: train it on the batch (+ memory), distilling from the teacher with the
-  configured distiller (``params.distil``; none: cross-entropy only);
+  configured distiller (``params.distil``; none: cross-entropy only), for as many epochs as a
+  validation split carved from the batch (:func:`holdout`) says it needs (``train.convergence``);
+- :func:`did_not_learn`: why a trained model is no better than chance (or None), so that it is
+  never taken for one that learnt;
 - :func:`exemplar_priority`: how the teacher ranks the videos it has learnt, for the memory
   (``params.memory.selection``);
 - :func:`accuracy_by_group`: accuracy per batch of test videos, and overall.
@@ -17,6 +20,8 @@ numbers go out; no file, MLflow or DVC here.
 from __future__ import annotations
 
 import copy
+import hashlib
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +34,7 @@ from vidcil.core.distill import DISTILLERS
 from vidcil.core.memory.selection import SELECTIONS, Candidates
 from vidcil.core.memory.ranking import true_class_confidence
 from vidcil.core.models.tsm import VideoRecognizer
-from vidcil.core.training import TrainResult, embed, predict_proba, train
+from vidcil.core.training import Convergence, TrainResult, embed, predict_proba, train
 from vidcil.core.weighting import LOSS_WEIGHTINGS
 
 
@@ -95,15 +100,56 @@ def batch_epochs(teacher_arch: str | None, student_arch: str, train_options) -> 
     return train_options.epochs_first if fresh else train_options.epochs
 
 
+def holdout(refs: list, fraction: float, seed: int, *, min_per_class: int = 4) -> tuple[list, list]:
+    """(train, validation) of a batch's training clips: per class, ``round(fraction * n)`` of its ``n``
+    clips (at least one) go to validation when it has at least ``min_per_class``; fewer stay all in
+    training. Which ones is fixed by ``seed`` and each clip's identity (batch and video), not by order."""
+    if fraction <= 0:
+        return list(refs), []
+    by_class: dict[int, list] = {}
+    for r in refs:
+        by_class.setdefault(r.label, []).append(r)
+    held = set()
+    for label, group in by_class.items():
+        if len(group) < min_per_class:
+            continue
+        key = lambda r: hashlib.sha256(f"{seed}/{r.batch_id}/{r.video or r.path}".encode()).hexdigest()
+        held |= {id(r) for r in sorted(group, key=key)[: max(1, round(fraction * len(group)))]}
+    return [r for r in refs if id(r) not in held], [r for r in refs if id(r) in held]
+
+
+def did_not_learn(result: TrainResult, num_classes: int) -> str | None:
+    """Why the model trained in ``result`` did not learn, or None. It did not when its last epoch's
+    cross-entropy stays at chance level (≥ 0.95 ln K: no better than a uniform guess), or when its best
+    validation accuracy is not above chance at the one-sided 95 % level (with at least 2 validation
+    clips per class; fewer cannot tell)."""
+    if num_classes < 2 or not result.history:
+        return None
+    chance, last = 1.0 / num_classes, result.history[-1]
+    if last.get("ce", 0.0) >= 0.95 * math.log(num_classes):
+        return (f"training loss {last['ce']:.3f} stayed at chance level (ln {num_classes} = "
+                f"{math.log(num_classes):.3f}) after {result.epochs} epoch(s)")
+    n = result.validation_clips
+    if n >= 2 * num_classes and result.best_epoch:
+        best = result.history[result.best_epoch - 1]["val_accuracy"]
+        floor = chance + 1.645 * math.sqrt(chance * (1 - chance) / n)
+        if best <= floor:
+            return (f"validation accuracy {best:.3f} on {n} held-out clips is not above chance "
+                    f"({chance:.3f} on {num_classes} classes; needs > {floor:.3f})")
+    return None
+
+
 def learn_batch(
     student: VideoRecognizer, data, *, teacher: VideoRecognizer | None, distil, train_options, seed: int,
     epochs: int | None = None, on_epoch: Callable | None = None, checkpoint: Path | None = None,
-    fingerprint: str = "", **loader,
+    fingerprint: str = "", validation=None, **loader,
 ) -> TrainResult:
     """Learn one batch: train ``student`` in place on ``data`` (the batch's training clips + the memory's).
 
     ``teacher``: the champion (None for the first batch). ``epochs``: default :func:`batch_epochs`. ``distil``: ``params.distil``, a kind of :data:`~vidcil.core.distill.DISTILLERS`,
-    or None for cross-entropy only. ``loader``: DataLoader, device and process-group switches of
+    or None for cross-entropy only. ``validation``: clips held out of the batch (:func:`holdout`);
+    with ``train_options.convergence`` it stops on their plateau and keeps the best epoch (``epochs``
+    is then the most). ``loader``: DataLoader, device and process-group switches of
     :func:`~vidcil.core.training.train`.
     """
     t = train_options
@@ -118,7 +164,9 @@ def learn_batch(
         lam=config.lam if config else 0.0, ce_weight=config.ce_weight if config else 1.0,
         stages=tuple(config.stages) if config else (), site=config.site if config else "output",
         weighting=LOSS_WEIGHTINGS.build(t.loss_weighting) if config else None,
-        on_epoch=on_epoch, checkpoint=checkpoint, fingerprint=fingerprint, **loader,
+        on_epoch=on_epoch, checkpoint=checkpoint, fingerprint=fingerprint,
+        convergence=Convergence(validation, t.convergence.patience, t.convergence.min_epochs)
+        if validation is not None and len(validation) else None, **loader,
     )
 
 

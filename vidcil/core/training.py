@@ -42,6 +42,42 @@ class TrainResult:
     epochs: int = 0  # epochs done in all
     resumed_from_epoch: int = 0  # epochs that came from a checkpoint (0: started fresh)
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    best_epoch: int | None = None  # 1-based epoch whose weights the student keeps (with a validation set)
+    stopped_early: bool = False  # the validation accuracy plateaued before the last allowed epoch
+    validation_clips: int = 0
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Stop on a plateau of ``validation`` accuracy: after ``min_epochs``, when ``patience`` epochs in a row
+    did not beat the best one (higher accuracy, or the same with a lower loss); the best epoch's
+    weights are kept. ``epochs`` (of :func:`train`) is the most it may take."""
+
+    validation: Dataset
+    patience: int = 3
+    min_epochs: int = 2
+
+
+@torch.no_grad()
+def validation_score(model: VideoRecognizer, data: Dataset, *, device: torch.device, batch_size: int,
+                     num_workers: int = 0) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` on ``data`` (evaluation transforms), in eval mode."""
+    was = model.training
+    model.eval()
+    correct = total = 0
+    loss = 0.0
+    for x, y in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers):
+        x, y = x.to(device), y.to(device)
+        logits = model(x).float()
+        loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+    model.train(was)
+    return correct / max(total, 1), loss / max(total, 1)
+
+
+def _better(score: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    return best is None or score[0] > best[0] or (score[0] == best[0] and score[1] < best[1])
 
 
 def default_device() -> torch.device:
@@ -138,6 +174,7 @@ def train(
     checkpoint: Path | None = None,
     fingerprint: str = "",
     group: distributed.ProcessGroup | None = None,
+    convergence: Convergence | None = None,
 ) -> TrainResult:
     """Train ``student`` in place on ``data``; distil from ``teacher`` when one is given.
 
@@ -152,6 +189,9 @@ def train(
     ``site``: where the stages' features are taken (``VideoRecognizer.forward_features``);
     ``weighting``: multipliers of CE and of the distiller's ``parts`` for each epoch, from the
     epochs before (None: fixed); the epoch's row has them as ``weight_<term>``.
+    ``convergence``: a validation set and a plateau rule; ``epochs`` is then the most it trains, each
+    row has ``val_accuracy`` / ``val_loss``, and the student ends with its best epoch's weights (the
+    steps spent count all epochs). Every process evaluates the whole validation set, so all stop together.
     """
     device = device or default_device()
     group = group or distributed.current()
@@ -182,7 +222,8 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     feature_stages = stages if teacher is not None else ()
 
-    result = TrainResult()
+    result = TrainResult(validation_clips=len(convergence.validation) if convergence else 0)
+    best_score, best_state, stale = None, None, 0
     state = load_training_checkpoint(checkpoint, fingerprint)
     if state is not None:
         student.load_state_dict(state["model"])
@@ -196,6 +237,10 @@ def train(
         result.resumed_from_epoch, result.history = result.epochs, list(state["history"])
         if state.get("distiller") and hasattr(distiller, "load_state_dict"):
             distiller.load_state_dict(state["distiller"])  # e.g. the channel matching it started with
+        if state.get("best_model"):
+            best_state, stale = state["best_model"], int(state["stale"])
+            best_score, result.best_epoch = tuple(state["best_score"]), int(state["best_epoch"])
+        result.stopped_early = bool(state.get("stopped_early", False))
     # Batch norm over the global batch, as one process would (PyTorch has SyncBatchNorm on GPUs only;
     # on the CPU each process normalises over its own slice of the batch).
     synced = _sync_batchnorm(student) if group.distributed and sync_batchnorm and device.type == "cuda" else []
@@ -208,6 +253,8 @@ def train(
     base = {"ce": ce_weight} | {k: lam * share for k, share in parts.items()}
     try:
         for epoch in range(result.epochs, epochs):
+            if result.stopped_early:  # resumed after the plateau was found
+                break
             loader.sampler.set_epoch(epoch)
             student.train()
             w = weighting(result.history, list(base)) if weighting is not None else {k: 1.0 for k in base}
@@ -245,19 +292,35 @@ def train(
             row = ({k: v / max(clips, 1) for k, v in zip(keys, totals)}
                    | {"train_accuracy": correct / max(seen, 1), "steps": result.steps}
                    | ({f"weight_{k}": v for k, v in w.items()} if weighting is not None else {}))
-            result.history.append(row)
             result.epochs += 1
+            if convergence is not None:
+                score = validation_score(student, convergence.validation, device=device, batch_size=batch_size,
+                                         num_workers=num_workers)
+                row |= {"val_accuracy": score[0], "val_loss": score[1]}
+                if _better(score, best_score):
+                    best_score, result.best_epoch, stale = score, result.epochs, 0
+                    best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
+                else:
+                    stale += 1
+                result.stopped_early = (result.epochs >= convergence.min_epochs and stale >= convergence.patience
+                                        and result.epochs < epochs)
+            result.history.append(row)
             if checkpoint is not None and group.is_main:
                 _save({"fingerprint": fingerprint, "epoch": result.epochs, "steps": result.steps,
                        "history": result.history, "model": student.state_dict(), "optimizer": opt.state_dict(),
                        "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                        "torch_rng": torch.get_rng_state(),
                        "distiller": distiller.state_dict() if hasattr(distiller, "state_dict") else {},
-                       "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}, checkpoint)
+                       "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                       "best_model": best_state or {}, "best_score": list(best_score or ()),
+                       "best_epoch": result.best_epoch or 0, "stale": stale,
+                       "stopped_early": result.stopped_early}, checkpoint)
             if on_epoch and group.is_main:
                 on_epoch(epoch, row)
     finally:
         _restore_batchnorm(synced)
+    if best_state is not None:  # the best epoch's weights, not the last one's
+        student.load_state_dict(best_state)
     student.eval()
     return result
 

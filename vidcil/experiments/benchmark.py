@@ -64,9 +64,9 @@ def bundled_stream(params: Params, quick: bool, landing: Path) -> Path:
 def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, seeds: list[int] | None = None,
                   quick: bool = False, ablation: bool = True, single_frame: bool = True,
                   methods: list[str] | None = None) -> dict:
-    """``methods``: names from ``METHODS`` and ``EXTENSIONS`` (default: ``METHODS``, the ablation and
-    the single-frame model; named methods run alone)."""
-    known = {m.name: m for m in METHODS + EXTENSIONS}
+    """``methods``: names from ``METHODS``, ``EXTENSIONS`` and ``ABLATIONS`` (default: ``METHODS``, the
+    ablation and the single-frame model; named methods run alone)."""
+    known = {m.name: m for m in METHODS + EXTENSIONS + ABLATIONS}
     if methods is not None:
         unknown = [m for m in methods if m not in known]
         if unknown:

@@ -54,16 +54,24 @@ METHODS: tuple[Method, ...] = (
     Method("replay", "replay (CE only)"),
     Method("lwf", "LwF + replay", distil=LWF),
     Method("podnet", "PODNet-style (C·T) + replay", distil=POD),
-    Method("tsd", "TSD + dual-granularity memory (ours)", distil=TSD),
+    Method("tsd", "TSD + dual-granularity memory, fit (ours)", distil=TSD),
     Method("tsd_align", "TSD + trajectory alignment", distil=TSD | {"align": True}),
     Method("joint", "joint retraining (upper bound)", replay=False, joint=True),
 )
 
-# Memory ablation: TSD distillation throughout; only the memory changes. Dual granularity
-# (confidence -> keyframes at a fixed threshold) is the ``tsd`` run above.
+# Memory ablation: TSD distillation throughout; only the memory changes. The product's memory
+# (confidence -> fit: keyframes, at most 4 per video, that always fit the byte budget) is the ``tsd``
+# run above; ``mem_fit_f*`` trace the trade-off at the same budget (frames per video vs videos per class).
 ABLATIONS: tuple[Method, ...] = (
-    Method("mem_random", "random videos -> keyframes", distil=TSD, selection={"kind": "random"}),
-    Method("mem_herding", "herding (iCaRL) -> keyframes", distil=TSD, selection={"kind": "herding"}),
+    Method("mem_random", "random videos -> fit", distil=TSD, selection={"kind": "random"}),
+    Method("mem_herding", "herding (iCaRL) -> fit", distil=TSD, selection={"kind": "herding"}),
+    Method("mem_keyframes", "confident videos -> keyframes at a fixed threshold", distil=TSD,
+           frames={"kind": "keyframes", "threshold": 0.06}),
+    Method("mem_fit_f1", "confident videos -> fit, 1 frame per video", distil=TSD, frames={"kind": "fit", "frames": 1}),
+    Method("mem_fit_f2", "confident videos -> fit, at most 2 frames per video", distil=TSD,
+           frames={"kind": "fit", "frames": 2}),
+    Method("mem_fit_f8", "confident videos -> fit, at most 8 frames per video", distil=TSD,
+           frames={"kind": "fit", "frames": 8}),
     Method("mem_uniform8", "confident videos -> 8 uniform frames", distil=TSD, frames={"kind": "uniform", "count": 8}),
     Method("mem_uniform8_x4", "confident videos -> 8 uniform frames, 4x budget", distil=TSD,
            frames={"kind": "uniform", "count": 8}, budget_factor=4.0),

@@ -28,7 +28,7 @@ from vidcil.io.cache import FrameCache
 from vidcil.io.clips import ClipRef
 from vidcil.io.validation import Rules, validate_batch
 from vidcil.core import metrics
-from vidcil.core.learner import accuracy_by_group, exemplar_priority, learn_batch, make_student
+from vidcil.core.learner import accuracy_by_group, exemplar_priority, holdout, learn_batch, make_student
 from vidcil.core.memory.ranking import rank_exemplars
 from vidcil.core.training import predict_proba
 from vidcil.core.models.tsm import VideoRecognizer
@@ -180,9 +180,15 @@ class BenchmarkRunner:
     # -- training ----------------------------------------------------------------------------
 
     def _learn(self, params: Params, refs, k, *, teacher=None, curve=None, num_segments=None,
-               on_epoch=None) -> tuple[VideoRecognizer, int]:
-        """The pipeline's learner on batch ``k`` with ``params`` (a method's): the model and its steps."""
-        data = clip_dataset(params, refs, train=True, num_segments=num_segments, cache=self.stream.cache)
+               on_epoch=None, memory_refs=()) -> tuple[VideoRecognizer, int]:
+        """The pipeline's learner on batch ``k`` with ``params`` (a method's): the model and its steps.
+        ``refs``: the batch's training clips, of which the learner holds out its validation split as the
+        pipeline does; ``memory_refs``: replayed clips (always trained on)."""
+        refs, held = holdout(list(refs), params.train.convergence.validation_fraction, params.train.seed)
+        data = clip_dataset(params, refs + list(memory_refs), train=True, num_segments=num_segments,
+                            cache=self.stream.cache)
+        validation = (clip_dataset(params, held, train=False, num_segments=num_segments, cache=self.stream.cache)
+                      if held else None)
         student = make_student(teacher, self.stream.seen_classes(k), model=params.model, mean=params.data.mean,
                                std=params.data.std, seed=self.seed, num_segments=num_segments,
                                student=params.student)
@@ -197,7 +203,7 @@ class BenchmarkRunner:
                 on_epoch()
 
         result = learn_batch(student, data, teacher=teacher, distil=params.distil, train_options=params.train,
-                             seed=self.seed + k,
+                             seed=self.seed + k, validation=validation,
                              on_epoch=epoch_done, **train_options(params))
         return student, result.steps
 
@@ -268,8 +274,9 @@ class BenchmarkRunner:
                 teacher = model
                 if p.memory.replay:
                     memory = self._next_memory(p, method.name, memory, teacher, k)
-                refs = self.stream.refs(batches[k], "train") + (self._memory_refs(memory) if p.memory.replay else [])
-                model, steps = self._learn(p, refs, k, teacher=teacher, curve=curve, on_epoch=on_epoch)
+                model, steps = self._learn(p, self.stream.refs(batches[k], "train"), k, teacher=teacher, curve=curve,
+                                           on_epoch=on_epoch,
+                                           memory_refs=self._memory_refs(memory) if p.memory.replay else ())
                 stored = memory.bytes_on_disk if p.memory.replay else 0
                 clips = len(memory.entries) if p.memory.replay else 0
             seconds = time.perf_counter() - start - self.measuring

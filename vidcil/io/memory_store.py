@@ -16,24 +16,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from vidcil.io.video import write_video
+from vidcil.io.video import decode_video, write_video
 from vidcil.core.memory.ranking import class_share, fit_to_share
-from vidcil.core.memory.frames import FRAME_POLICIES
+from vidcil.core.memory.frames import DEFAULT_CRF, FRAME_POLICIES, ShardPlan, as_plan, shrink
 from vidcil.core.memory.frames.keyframes import FixedThreshold
+
+log = logging.getLogger(__name__)
+
+# Bytes of index.json set aside before classes share an adapting policy's budget: the header, and one
+# entry per class (an entry is ~300 B: its label, source, keyframes and shard name).
+INDEX_RESERVE = (300, 400)
 
 # priority orders exemplars within a class (kept first, dropped last); it is the confidence unless
 # another selection strategy (random, herding) ranked them.
-ENTRY_COLUMNS = ["label", "batch_id", "video", "confidence", "priority", "keyframes", "shard", "bytes"]
+ENTRY_COLUMNS = ["label", "batch_id", "video", "confidence", "priority", "keyframes", "shard", "bytes",
+                 "side", "crf"]  # side: the shard's short side in pixels, crf: its x264 quality
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class KeyframeMemory:
     threshold: float
     batches: tuple[str, ...]  # batches whose exemplars have been folded in
     entries: pd.DataFrame  # ENTRY_COLUMNS
+    unrepresented: dict = field(default_factory=dict)  # class -> why it has no exemplar (fit, tiny budgets)
 
     @classmethod
     def load(cls, root: Path) -> "KeyframeMemory":
@@ -50,7 +59,9 @@ class KeyframeMemory:
         index = json.loads((root / "index.json").read_text())
         entries = pd.DataFrame(index["entries"], columns=ENTRY_COLUMNS)
         entries["priority"] = entries["priority"].fillna(entries["confidence"])  # indexes before priority
-        return cls(root, index["budget_bytes"], index["threshold"], tuple(index["batches"]), entries)
+        entries["crf"] = entries["crf"].fillna(DEFAULT_CRF)  # indexes before the fit policy
+        return cls(root, index["budget_bytes"], index["threshold"], tuple(index["batches"]), entries,
+                   dict(index.get("unrepresented", {})))
 
     @property
     def bytes_on_disk(self) -> int:
@@ -71,10 +82,10 @@ def empty_memory(root: Path, budget_bytes: int, threshold: float) -> KeyframeMem
     return KeyframeMemory(Path(root), budget_bytes, threshold, (), pd.DataFrame(columns=ENTRY_COLUMNS))
 
 
-def shard_size(frames: np.ndarray) -> int:
+def shard_size(frames: np.ndarray, crf: int = DEFAULT_CRF) -> int:
     """Bytes of ``frames`` (uint8 ``[F, h, w, 3]``) encoded as the memory stores a shard."""
     with tempfile.TemporaryDirectory() as tmp:
-        return write_video(Path(tmp) / "probe.mp4", frames)
+        return write_video(Path(tmp) / "probe.mp4", frames, crf=crf, lean=True)
 
 
 def frame_policy(options):
@@ -82,14 +93,58 @@ def frame_policy(options):
     return FRAME_POLICIES.build(options, encoded_size=shard_size)
 
 
-def _write_shard(frames, staging: Path, batch_id: str, video: str) -> tuple[str, int]:
+def _write_shard(frames, staging: Path, batch_id: str, video: str, crf: int = DEFAULT_CRF) -> tuple[str, int]:
     tmp = staging / "shards" / ".incoming.mp4"
-    size = write_video(tmp, frames)
+    size = write_video(tmp, frames, crf=crf, lean=True)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:16]
     stem = f"{batch_id}__{Path(video).with_suffix('').as_posix().replace('/', '__')}"
     name = f"shards/{stem}__{digest}.mp4"
     os.replace(tmp, staging / name)
     return name, size
+
+
+def per_class_summary(entries: pd.DataFrame) -> dict[str, dict]:
+    """What the memory chose per class: videos, frames, bytes, the shards' short sides and qualities."""
+    out = {}
+    for label, g in entries.groupby("label", sort=True):
+        out[str(label)] = {
+            "videos": int(len(g)), "frames": int(sum(len(k) for k in g["keyframes"])),
+            "bytes": int(g["bytes"].sum()),
+            "sides": sorted({int(x) for x in g["side"].dropna()}),
+            "crf": sorted({int(x) for x in g["crf"].dropna()}),
+        }
+    return out
+
+
+def describe_choice(memory: "KeyframeMemory") -> list[str]:
+    """One line per class: what the memory kept of it (and the classes it could not keep)."""
+    lines = []
+    for label, c in per_class_summary(memory.entries).items():
+        sides = "/".join(str(x) for x in c["sides"]) or "?"
+        lines.append(f"{label}: {c['videos']} video(s), {c['frames']} frame(s), {c['bytes']} B "
+                     f"at {sides} px, crf {'/'.join(str(x) for x in c['crf'])}")
+    lines += [f"{label}: no exemplar ({why})" for label, why in memory.unrepresented.items()]
+    return lines
+
+
+def _entry(label, row, plan: ShardPlan, keys: list[int], frames: np.ndarray, staging: Path) -> dict:
+    """Write ``plan``'s shard of ``frames`` (the video's frames the plan's keys index) and describe it;
+    ``keys``: the kept frames as indices of the video's working frames."""
+    stored = shrink(np.asarray(frames)[plan.keys], plan.side)
+    name, size = _write_shard(stored, staging, row.batch_id, row.video, plan.crf)
+    return {"label": label, "batch_id": row.batch_id, "video": row.video,
+            "confidence": float(row.confidence), "priority": float(row.priority),
+            "keyframes": [int(k) for k in keys], "shard": name, "bytes": size,
+            "side": int(min(stored.shape[1:3])), "crf": int(plan.crf)}
+
+
+def _refit(entry, root: Path, allowance: int, frame_policy, staging: Path) -> dict | None:
+    """A stored exemplar re-encoded smaller (an adapting policy on its shard's frames), or None."""
+    frames = decode_video(root / entry.shard)
+    plan = as_plan(frame_policy(frames, allowance))
+    if not plan:
+        return None
+    return _entry(entry.label, entry, plan, [list(entry.keyframes)[k] for k in plan.keys], frames, staging)
 
 
 def build_memory(
@@ -108,13 +163,22 @@ def build_memory(
     ``previous``: the memory the teacher trained on. ``ranked``: new exemplar candidates (columns
     ``label``, ``batch_id``, ``video``, ``confidence``; most confident first per class), whose
     frames at the working resolution are ``frames_of(batch_id, video)`` (uint8 ``[F, h, w, 3]``, from
-    the decoded-frame cache; keyframe indices count these frames); an optional ``priority`` column orders them instead of the
-    confidence. ``batches``: every batch the new memory covers. All classes, old and new, get an
-    equal share of ``budget_bytes``; within a share the highest priority stays.
-    ``frame_policy(frames, allowance_bytes) -> indices`` picks each video's frames (default:
-    keyframes at ``threshold``); the allowance is the class's unused share over its remaining candidates.
+    the decoded-frame cache; keyframe indices count these frames); an optional ``priority`` column
+    orders them instead of the confidence. ``batches``: every batch the new memory covers. All
+    classes, old and new, get an equal share of ``budget_bytes``; within a share the highest
+    priority stays.
+
+    ``frame_policy(frames, allowance_bytes) -> indices | ShardPlan`` picks each video's frames
+    (default: keyframes at ``threshold``). A policy with ``wish(frames)`` (``fit``) decides how many
+    videos a class keeps: as many as its share holds at the first video's wished size, the share
+    split equally over them. Otherwise the allowance is the class's unused share over its remaining
+    candidates. An adapting policy (``adapts``) never fails the memory: an old class whose exemplars
+    no longer fit its smaller share keeps its best one re-encoded smaller, and a class whose share is
+    below the smallest possible shard is left without exemplar, said in the log and in the index's
+    ``unrepresented``. Other policies raise ``ValueError`` then.
     """
     frame_policy = frame_policy or FixedThreshold(threshold)
+    adapts, wish = bool(getattr(frame_policy, "adapts", False)), getattr(frame_policy, "wish", None)
     if "priority" not in ranked:
         ranked = ranked.assign(priority=ranked["confidence"])
     out_dir = Path(out_dir)
@@ -130,6 +194,8 @@ def build_memory(
         os.replace(staging, out_dir)
         return KeyframeMemory.load(out_dir)
     share = class_share(budget_bytes, len(classes))
+    if adapts:  # the index counts too: room for its header and every class's first entry comes first
+        share = class_share(max(0, budget_bytes - INDEX_RESERVE[0] - INDEX_RESERVE[1] * len(classes)), len(classes))
 
     kept_old = fit_to_share(previous.entries, share)
     for entry in kept_old.itertuples():
@@ -139,33 +205,48 @@ def build_memory(
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
+    refitted = []
+    if adapts:  # an old class whose every exemplar outgrew its share keeps its best one, smaller
+        lost = previous.entries[~previous.entries["label"].isin(set(kept_old["label"]))]
+        for _, group in lost.groupby("label", sort=True):
+            top = group.sort_values("priority", ascending=False, kind="stable").iloc[0]
+            entry = _refit(top, previous.root, share, frame_policy, staging)
+            if entry is not None:
+                refitted.append(entry)
 
     new_entries = []
     for label, group in ranked.groupby("label", sort=True):
         group = group.sort_values("priority", ascending=False, kind="stable")
-        used = 0
+        used, slots, wished = 0, len(group), None
         for i, row in enumerate(group.itertuples()):
             frames = np.asarray(frames_of(row.batch_id, row.video))
-            keys = frame_policy(frames, (share - used) // (len(group) - i))
-            last = not keys  # an equal split is too little for this video: it gets all that is left
-            keys = keys or frame_policy(frames, share - used)
-            if not keys:
+            if wish is not None:
+                wished = max(1, int(wish(frames)))
+                if i == 0:  # how many videos the share holds at the best video's wished size
+                    slots = int(min(len(group), max(1, share // wished)))
+                taken = sum(1 for e in new_entries if e["label"] == label)
+                if taken >= slots and share - used < wished:
+                    break  # the planned videos are in; another one would only fit made smaller
+                allowance = (share - used) // max(1, slots - taken)
+                plan, last = as_plan(frame_policy(frames, allowance)), False
+            else:
+                plan = as_plan(frame_policy(frames, (share - used) // (len(group) - i)))
+                last = not plan  # an equal split is too little for this video: it gets all that is left
+                plan = plan or as_plan(frame_policy(frames, share - used))
+            if not plan:
                 break
-            name, size = _write_shard(frames[keys], staging, row.batch_id, row.video)
-            if used + size > share:
-                (staging / name).unlink()
+            entry = _entry(label, row, plan, plan.keys, frames, staging)
+            if used + entry["bytes"] > share:
+                (staging / entry["shard"]).unlink()
                 break  # the next one has a lower priority: stop, as fit_to_share does
-            used += size
-            new_entries.append(
-                {"label": label, "batch_id": row.batch_id, "video": row.video,
-                 "confidence": float(row.confidence), "priority": float(row.priority),
-                 "keyframes": [int(k) for k in keys], "shard": name, "bytes": size}
-            )
+            used += entry["bytes"]
+            new_entries.append(entry)
             if last:
                 break
-    entries = pd.concat([kept_old, pd.DataFrame(new_entries, columns=ENTRY_COLUMNS)], ignore_index=True)
+    entries = pd.concat([kept_old, pd.DataFrame(refitted + new_entries, columns=ENTRY_COLUMNS)],
+                        ignore_index=True)
     missing = sorted(set(classes) - set(entries["label"]))
-    if missing:
+    if missing and not adapts:
         shutil.rmtree(staging)
         raise ValueError(
             f"memory budget {budget_bytes} B leaves {share} B per class, too little for one "
@@ -173,25 +254,41 @@ def build_memory(
         )
     entries = entries.sort_values(["label", "priority"], ascending=[True, False]).reset_index(drop=True)
     # The index counts too: while shards + index exceed the budget, the lowest-priority exemplar
-    # of the class using the most bytes goes (never a class's last one).
+    # of the class using the most bytes goes (never a class's last one; an adapting policy shrinks it).
     while True:
         index = {
             "budget_bytes": budget_bytes, "threshold": threshold, "batches": list(batches),
             "entries": entries.to_dict(orient="records"),
         }
+        if missing:  # per_class_summary(entries) says what each class kept; these kept nothing
+            index["unrepresented"] = {c: f"its share of {share} B is below the smallest shard" for c in missing}
         text = json.dumps(index, indent=1)
-        if int(entries["bytes"].sum()) + len(text.encode()) <= budget_bytes:
+        excess = int(entries["bytes"].sum()) + len(text.encode()) - budget_bytes
+        if excess <= 0 or (adapts and entries.empty):  # (a budget below an empty index: kept, said below)
             break
         per_class = entries.groupby("label")["bytes"].agg(["sum", "count"])
-        per_class = per_class[per_class["count"] > 1]
-        if per_class.empty:
+        several = per_class[per_class["count"] > 1]
+        if several.empty and not (adapts and len(entries)):
             shutil.rmtree(staging)
             raise ValueError(f"memory budget {budget_bytes} B cannot hold one exemplar per class; "
                              "raise memory.budget_bytes")
-        heaviest = per_class["sum"].idxmax()
+        heaviest = (several if len(several) else per_class)["sum"].idxmax()
         drop = entries[entries["label"] == heaviest].index[-1]
-        (staging / entries.loc[drop, "shard"]).unlink()
-        entries = entries.drop(index=drop).reset_index(drop=True)
+        old = entries.loc[drop]
+        replacement = None
+        if several.empty:  # every class is down to one exemplar: the biggest one is made smaller
+            replacement = _refit(old, staging, int(old["bytes"]) - excess, frame_policy, staging)
+            if replacement is None:
+                missing = sorted({*missing, str(heaviest)})
+        if (staging / old["shard"]).exists() and (replacement is None or replacement["shard"] != old["shard"]):
+            (staging / old["shard"]).unlink()
+        entries = entries.drop(index=drop)
+        if replacement is not None:
+            entries = pd.concat([entries, pd.DataFrame([replacement], columns=ENTRY_COLUMNS)])
+        entries = entries.sort_values(["label", "priority"], ascending=[True, False]).reset_index(drop=True)
+    if missing:
+        log.warning("memory budget %d B: no exemplar of %s (each class's share, %d B, is below the smallest "
+                    "shard); raise memory.budget_bytes to keep them", budget_bytes, ", ".join(missing), share)
     (staging / "index.json").write_text(text)
     os.replace(staging, out_dir)
     return KeyframeMemory.load(out_dir)

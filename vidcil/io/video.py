@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import av
+import av.bitstream
 import numpy as np
 
 
@@ -241,13 +242,15 @@ def probe_video(path: str | Path, *, max_side: int | None = None,
     return VideoProbe(frames, fps, width, height, duration, codec, variable_frame_rate=vfr)
 
 
-def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8, crf: int = 18) -> int:
+def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8, crf: int = 18, lean: bool = False) -> int:
     """Encode uint8 ``[T, H, W, 3]`` as H.264 (yuv420p) mp4; returns the bytes written.
 
     Written to a temporary name and renamed, so a reader never sees half a file. The same frames
     always give the same bytes, so content hashes (DVC, lineage tags) stay stable: frames are
     converted to yuv420p before the encoder sees them, and x264 runs single-threaded without its
     assembly paths (measured: with them, 2-4 of 30 encodes of one clip came out different).
+    ``lean``: without x264's informational SEI (its version and options as text, ~670 B a file, a
+    third of a one-frame 64 px shard): the memory's shards, where every byte counts.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,13 +262,19 @@ def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8, crf: int 
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "x264-params": "asm=0"}
+        strip = av.bitstream.BitStreamFilterContext("filter_units=remove_types=6", stream) if lean else None
+
+        def mux(packets):
+            for packet in packets:
+                container.mux(strip.filter(packet) if strip else packet)
+
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame = frame.reformat(format="yuv420p")
             frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            mux(stream.encode(frame))
+        mux(stream.encode())
+        if strip:
+            container.mux(strip.filter(None))
     os.replace(tmp, path)
     return path.stat().st_size

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import shutil
 import time
 from contextlib import nullcontext
@@ -29,9 +30,9 @@ from vidcil.io.validation import (
     BATCH_ID, MANIFEST_FACTS, Verdict, known_videos, validate_batch, validation_rules, write_report,
 )
 from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_options
-from vidcil.core.learner import accuracy_by_group, batch_epochs, exemplar_priority, learn_batch, make_student
+from vidcil.core.learner import did_not_learn, holdout, accuracy_by_group, batch_epochs, exemplar_priority, learn_batch, make_student
 from vidcil.core.memory.ranking import rank_exemplars
-from vidcil.io.memory_store import build_memory, frame_policy
+from vidcil.io.memory_store import build_memory, describe_choice, frame_policy, per_class_summary
 from vidcil.core import distributed, metrics
 from vidcil.core.gates import evaluate_gates
 from vidcil.io.store import Store
@@ -115,11 +116,13 @@ def _budget_problem(params: Params, store: Store, batch_id: str, rows: pd.DataFr
     """Whether the memory budget can hold one exemplar of every class once this batch is learnt, checked
     on the batch's own videos (their smallest one-frame shard at the working resolution, as step 3
     would write it) and on the stored memory (its smallest exemplar per class): a budget too small is
-    found here, before the batch is stored and versioned, not at step 3."""
-    if not params.memory.replay:
-        return None
+    found here, before the batch is stored and versioned, not at step 3. Only for frame policies that
+    do not adapt (``keyframes``, ``uniform``, ``adaptive``); ``fit`` never refuses."""
     from vidcil.core.memory.ranking import class_share
     from vidcil.io.memory_store import shard_size
+
+    if not params.memory.replay or getattr(frame_policy(params.memory.frames), "adapts", False):
+        return None  # an adapting frame policy (fit) makes every exemplar fit its share
 
     champ = champion(params)
     memory = store.memory(champ.batch_id if champ else None, params.memory.budget_bytes, _threshold(params))
@@ -261,6 +264,8 @@ def extract_keyframes(params: Params, batch_id: str) -> dict:
             batches=tuple(sorted(set(previous.batches) | set(selection["batches"]))),
             frame_policy=frame_policy(params.memory.frames),
         )
+        for line in describe_choice(memory):
+            print(f"[vidcil] {batch_id} memory: {line}", file=sys.stderr, flush=True)
     version = data_versions.UNTRACKED
     if params.versioning.dvc:
         version = data_versions.track([memory.root], push=params.versioning.push,
@@ -272,6 +277,7 @@ def extract_keyframes(params: Params, batch_id: str) -> dict:
         "memory_bytes": memory.bytes_on_disk, "budget_bytes": memory.budget_bytes,
         "exemplars": len(e), "keyframes": int(sum(len(k) for k in e["keyframes"])),
         "per_class": e.groupby("label").size().to_dict(), "batches": list(memory.batches),
+        "chosen": per_class_summary(e), "unrepresented": memory.unrepresented,
     })
 
 
@@ -308,10 +314,12 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
     pending = pending_batches(store, batch_id, champ)
     class_names = class_names_for(store, champ, pending)
     memory = store.memory(batch_id, params.memory.budget_bytes, _threshold(params))
-    refs = store.refs(store.rows(pending, "train"), class_names)
+    refs, held = holdout(store.refs(store.rows(pending, "train"), class_names),
+                         params.train.convergence.validation_fraction, params.train.seed)
     if params.memory.replay:
         refs += store.memory_refs(memory, class_names)
     data = clip_dataset(params, refs, train=True)
+    validation = clip_dataset(params, held, train=False) if held else None
 
     teacher = None
     if champ is not None:
@@ -341,7 +349,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
         result = learn_batch(
             student, data, teacher=teacher, distil=params.distil, train_options=params.train,
             epochs=epochs, seed=params.train.seed, on_epoch=epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
-            group=group, **train_options(params),
+            validation=validation, group=group, **train_options(params),
         )
     wall = time.perf_counter() - start
     if not group.is_main:
@@ -353,7 +361,10 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
         "fingerprint": fingerprint, "weights_sha256": mlflow_registry.weights_digest(run_dir(params, batch_id) / "model"),
         "batch_id": batch_id, "teacher_version": champ.version if champ else None,
         "pending_batches": pending, "class_names": class_names, "train_clips": len(data),
-        "memory_clips": len(memory.entries), "epochs": result.epochs, "optimizer_steps": result.steps,
+        "memory_clips": len(memory.entries), "epochs": result.epochs, "max_epochs": epochs,
+        "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "validation_clips": len(held), "did_not_learn": did_not_learn(result, len(class_names)),
+        "optimizer_steps": result.steps,
         "resumed_from_epoch": result.resumed_from_epoch, "train_seconds": round(wall, 1),
         "history": result.history, "model_parameters": sum(p.numel() for p in student.parameters()),
         "run_id": run_id, "processes": group.world,
@@ -441,6 +452,7 @@ def evaluate(params: Params, batch_id: str) -> dict:
         mean_forgetting=metrics.mean_forgetting(matrix),
         backward_transfer=metrics.backward_transfer(matrix),
         memory_bytes=memory["memory_bytes"],
+        did_not_learn=read_output(params, batch_id, "distil").get("did_not_learn"),
     )
     return write_output(params, batch_id, "evaluate", result)
 

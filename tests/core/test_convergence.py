@@ -1,0 +1,91 @@
+"""A training budget from convergence: a validation split carved from the batch, stop on its plateau,
+keep the best epoch; a model that did not learn is never promoted."""
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from vidcil.config import GateParams
+from vidcil.core.gates import evaluate_gates
+from vidcil.core.learner import did_not_learn, holdout, learn_batch, make_student
+from vidcil.core.training import TrainResult, validation_score
+from vidcil.io.clips import ClipRef
+from tests.core.test_channel_matching import _ClipSet
+
+
+def _refs(per_class, classes=2):
+    return [ClipRef(Path(f"c{c}_{i}.mp4"), c, "b000", f"c{c}_{i}.mp4") for c in range(classes) for i in range(per_class)]
+
+
+def test_holdout_is_per_class_fixed_by_the_seed_not_by_order_and_spares_small_classes():
+    refs = _refs(10) + _refs(3, 3)[6:]  # classes 0 and 1: 10 clips each; class 2: 3
+    train, val = holdout(refs, 0.2, seed=0)
+    assert sorted({r.label for r in val}) == [0, 1]  # class 2 has 3 clips (< 4): all of them train
+    assert sum(r.label == 0 for r in val) == 2 and len(train) + len(val) == len(refs)
+    again = holdout(list(reversed(refs)), 0.2, seed=0)[1]
+    assert sorted(r.video for r in again) == sorted(r.video for r in val)  # the same clips, any order
+    assert sorted(r.video for r in holdout(refs, 0.2, seed=1)[1]) != sorted(r.video for r in val)
+    assert holdout(refs, 0.0, seed=0) == (refs, [])  # off: every clip trains
+
+
+def _options(epochs, patience=1, min_epochs=1):
+    return SimpleNamespace(epochs=epochs, epochs_first=epochs, batch_size=4, lr=0.05, weight_decay=0.0,
+                           loss_weighting={"kind": "fixed"},
+                           convergence=SimpleNamespace(patience=patience, min_epochs=min_epochs))
+
+
+def _student():
+    model = SimpleNamespace(arch="mobilenet_v3_small", num_segments=2, shift_div=8, dropout=0.0, init_weights=None,
+                            head={"kind": "average"})
+    return make_student(None, 2, model=model, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0)
+
+
+def test_training_stops_on_the_validation_plateau_and_keeps_the_best_epoch(tmp_path):
+    torch.manual_seed(0)
+    data = _ClipSet(torch.rand(16, 2, 3, 32, 32), torch.tensor([0, 1] * 8))
+    validation = _ClipSet(torch.rand(8, 2, 3, 32, 32), torch.tensor([0, 1] * 4))  # noise: nothing to generalise
+    student = _student()
+    result = learn_batch(student, data, teacher=None, distil=None, train_options=_options(12), seed=0,
+                         validation=validation, checkpoint=tmp_path / "ckpt.pt", fingerprint="f")
+    assert result.stopped_early and result.epochs < 12 and result.best_epoch < result.epochs
+    assert all({"val_accuracy", "val_loss"} <= set(row) for row in result.history)
+    best = result.history[result.best_epoch - 1]
+    assert all(r["val_accuracy"] <= best["val_accuracy"] for r in result.history)
+    acc, loss = validation_score(student, validation, device=torch.device("cpu"), batch_size=4)
+    assert acc == best["val_accuracy"] and math.isclose(loss, best["val_loss"], rel_tol=1e-5)  # the best weights
+    assert result.steps == result.epochs * 4  # every step spent is counted, not only the best epoch's
+
+    # A rerun with the same fingerprint resumes after the stop: nothing more is trained, the same weights.
+    again = _student()
+    resumed = learn_batch(again, data, teacher=None, distil=None, train_options=_options(12), seed=0,
+                          validation=validation, checkpoint=tmp_path / "ckpt.pt", fingerprint="f")
+    assert (resumed.epochs, resumed.best_epoch, resumed.steps) == (result.epochs, result.best_epoch, result.steps)
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), again.state_dict().values()))
+
+
+def test_without_a_validation_split_every_epoch_runs():
+    data = _ClipSet(torch.rand(8, 2, 3, 32, 32), torch.tensor([0, 1] * 4))
+    result = learn_batch(_student(), data, teacher=None, distil=None, train_options=_options(3), seed=0)
+    assert result.epochs == 3 and result.best_epoch is None and not result.stopped_early
+
+
+def test_a_model_at_chance_did_not_learn_and_is_held_with_the_reason():
+    at_chance = TrainResult(epochs=5, history=[{"ce": 0.69}] * 5)
+    assert did_not_learn(at_chance, 2).startswith("training loss 0.690 stayed at chance level (ln 2 = 0.693)")
+    memorised = TrainResult(epochs=5, best_epoch=3, validation_clips=40,
+                            history=[{"ce": 0.1, "val_accuracy": 0.15}] * 5)  # 10 classes: chance 0.10
+    assert "validation accuracy 0.150 on 40 held-out clips is not above chance (0.100 on 10 classes" in \
+        did_not_learn(memorised, 10)
+    learnt = TrainResult(epochs=5, best_epoch=3, validation_clips=40, history=[{"ce": 0.1, "val_accuracy": 0.6}] * 5)
+    few = TrainResult(epochs=5, best_epoch=3, validation_clips=6, history=[{"ce": 0.1, "val_accuracy": 0.1}] * 5)
+    assert did_not_learn(learnt, 10) is None and did_not_learn(few, 10) is None  # 6 clips on 10 classes: cannot tell
+
+    ev = {"columns": ["b0"], "challenger_row": [0.9], "accuracy_all_seen": 0.9, "accuracy_new": 0.9,
+          "mean_forgetting": 0.0, "memory_bytes": 0, "history": [], "confusion": {"classes": ["a", "b"]},
+          "did_not_learn": "training loss 0.690 stayed at chance level"}
+    decision = evaluate_gates(ev, GateParams(), budget_bytes=1000)
+    assert not decision.passed and decision.reasons == ["did not learn: training loss 0.690 stayed at chance level"]
+    assert evaluate_gates(ev | {"did_not_learn": None}, GateParams(), budget_bytes=1000).passed
+    assert evaluate_gates(ev, GateParams(require_learning=False), budget_bytes=1000).passed
