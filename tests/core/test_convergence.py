@@ -10,7 +10,7 @@ import torch
 from vidcil.config import GateParams
 from vidcil.core.gates import evaluate_gates
 from vidcil.core.learner import did_not_learn, holdout, learn_batch, make_student
-from vidcil.core.training import TrainResult, validation_score
+from vidcil.core.training import TrainResult, chance_floor, plateau_step, validation_score
 from vidcil.io.clips import ClipRef
 from tests.core.test_channel_matching import _ClipSet
 
@@ -42,24 +42,45 @@ def _student():
     return make_student(None, 2, model=model, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0)
 
 
-def test_training_stops_on_the_validation_plateau_and_keeps_the_best_epoch(tmp_path):
+def _run(scores, patience=2, floor=0.6):
+    """Epochs until the plateau rule stops (or all of ``scores`` ran), and the best epoch (1-based)."""
+    best, best_epoch, stale = None, None, 0
+    for epoch, score in enumerate(scores, 1):
+        improved, stale = plateau_step(score, best, stale, floor)
+        if improved:
+            best, best_epoch = score, epoch
+        if stale >= patience:
+            return epoch, best_epoch
+    return len(scores), best_epoch
+
+
+def test_the_plateau_rule_counts_only_once_learning_started():
+    at_chance = [(0.25, 1.39)] * 6 + [(0.9, 0.3)]  # from scratch: at chance for 6 epochs, then it takes off
+    assert _run(at_chance) == (7, 7)  # never stopped at chance
+    rising_then_flat = [(0.5, 1.0), (0.7, 0.8), (0.8, 0.6), (0.8, 0.7), (0.75, 0.7), (0.9, 0.2)]
+    assert _run(rising_then_flat) == (5, 3)  # two epochs without a better one after 0.8: stop, keep epoch 3
+    assert _run([(0.8, 0.6), (0.8, 0.5), (0.8, 0.4), (0.8, 0.45), (0.8, 0.5)]) == (5, 3)  # a lower loss is better
+    assert chance_floor(2, 8) > 0.5 and chance_floor(2, 800) < 0.55 and chance_floor(10, 40) < 0.2
+
+
+def test_training_keeps_the_best_epoch_and_resumes_after_it(tmp_path):
     torch.manual_seed(0)
-    data = _ClipSet(torch.rand(16, 2, 3, 32, 32), torch.tensor([0, 1] * 8))
-    validation = _ClipSet(torch.rand(8, 2, 3, 32, 32), torch.tensor([0, 1] * 4))  # noise: nothing to generalise
+    clips, labels = torch.rand(16, 2, 3, 32, 32), torch.tensor([0, 1] * 8)
+    data = _ClipSet(clips, labels)
+    validation = _ClipSet(clips[:8] + 0.05 * torch.rand(8, 2, 3, 32, 32), labels[:8])  # near the training clips
     student = _student()
-    result = learn_batch(student, data, teacher=None, distil=None, train_options=_options(12), seed=0,
+    result = learn_batch(student, data, teacher=None, distil=None, train_options=_options(8), seed=0,
                          validation=validation, checkpoint=tmp_path / "ckpt.pt", fingerprint="f")
-    assert result.stopped_early and result.epochs < 12 and result.best_epoch < result.epochs
-    assert all({"val_accuracy", "val_loss"} <= set(row) for row in result.history)
+    assert result.validation_clips == 8 and all({"val_accuracy", "val_loss"} <= set(row) for row in result.history)
     best = result.history[result.best_epoch - 1]
     assert all(r["val_accuracy"] <= best["val_accuracy"] for r in result.history)
     acc, loss = validation_score(student, validation, device=torch.device("cpu"), batch_size=4)
     assert acc == best["val_accuracy"] and math.isclose(loss, best["val_loss"], rel_tol=1e-5)  # the best weights
     assert result.steps == result.epochs * 4  # every step spent is counted, not only the best epoch's
 
-    # A rerun with the same fingerprint resumes after the stop: nothing more is trained, the same weights.
+    # A rerun with the same fingerprint resumes after the end: nothing more is trained, the same weights.
     again = _student()
-    resumed = learn_batch(again, data, teacher=None, distil=None, train_options=_options(12), seed=0,
+    resumed = learn_batch(again, data, teacher=None, distil=None, train_options=_options(8), seed=0,
                           validation=validation, checkpoint=tmp_path / "ckpt.pt", fingerprint="f")
     assert (resumed.epochs, resumed.best_epoch, resumed.steps) == (result.epochs, result.best_epoch, result.steps)
     assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), again.state_dict().values()))

@@ -34,7 +34,7 @@ from vidcil.core.distill import DISTILLERS
 from vidcil.core.memory.selection import SELECTIONS, Candidates
 from vidcil.core.memory.ranking import true_class_confidence
 from vidcil.core.models.tsm import VideoRecognizer
-from vidcil.core.training import Convergence, TrainResult, embed, predict_proba, train
+from vidcil.core.training import Convergence, TrainResult, chance_floor, embed, predict_proba, train
 from vidcil.core.weighting import LOSS_WEIGHTINGS
 
 
@@ -132,7 +132,7 @@ def did_not_learn(result: TrainResult, num_classes: int) -> str | None:
     n = result.validation_clips
     if n >= 2 * num_classes and result.best_epoch:
         best = result.history[result.best_epoch - 1]["val_accuracy"]
-        floor = chance + 1.645 * math.sqrt(chance * (1 - chance) / n)
+        floor = chance_floor(num_classes, n)
         if best <= floor:
             return (f"validation accuracy {best:.3f} on {n} held-out clips is not above chance "
                     f"({chance:.3f} on {num_classes} classes; needs > {floor:.3f})")
