@@ -110,7 +110,7 @@ def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, m
     monkeypatch.chdir(tmp_path)
     params = Params()
     landing = bundled_stream(quick_params(params), True, tmp_path / "landing")
-    names = ["tsd_dynamic", "tsd_nextvlad", "r50_to_mnv3_encoder", "r50_to_mnv3_matched"]
+    names = ["tsd_dynamic", "tsd_nextvlad", "r50_to_mnv3_encoder", "r50_to_mnv3_matched", "mem_fit_f2"]
     result = run_benchmark(params, tmp_path / "out", landing=landing, quick=True, methods=names)
 
     assert list(result["runs"]) == names  # no ablation, no single-frame model
@@ -130,5 +130,6 @@ def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, m
     assert first["r50_to_mnv3_encoder"] == first["r50_to_mnv3_matched"]
     table = (tmp_path / "out" / "benchmark.md").read_text()
     assert "## Further methods" in table and "| TSD, NeXtVLAD head |" in table
+    assert "## Memory ablation" in table and "| confident videos -> fit, at most 2 frames per video |" in table
     with pytest.raises(ValueError, match="unknown methods \\['nope'\\]"):
         run_benchmark(params, tmp_path / "out2", landing=landing, quick=True, methods=["nope"])

@@ -176,6 +176,9 @@ def markdown(result: dict) -> str:
         seeds_a = ", ".join(str(s) for s in result["ablation_seeds"])
         out += [f"\n## Memory ablation (TSD distillation; same byte budget unless stated; seeds {seeds_a})\n",
                 table(["tsd"] + [a.name for a in ABLATIONS], result["ablation_summary"])]
+    elif named := [a.name for a in ABLATIONS if a.name in summary]:  # memory rows run by name (--methods)
+        out += [f"\n## Memory ablation (TSD distillation; same byte budget unless stated; seeds {seeds})\n",
+                table(["tsd"] + named)]
     k = last_new_class_batch(result)
     if k is not None:
         batch = result["stream"]["batches"][k]
