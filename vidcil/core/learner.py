@@ -109,12 +109,13 @@ def holdout(refs: list, fraction: float, seed: int, *, min_per_class: int = 4) -
     by_class: dict[int, list] = {}
     for r in refs:
         by_class.setdefault(r.label, []).append(r)
+    def key(r) -> str:
+        return hashlib.sha256(f"{seed}/{r.batch_id}/{r.video or r.path}".encode()).hexdigest()
+
     held = set()
-    for label, group in by_class.items():
-        if len(group) < min_per_class:
-            continue
-        key = lambda r: hashlib.sha256(f"{seed}/{r.batch_id}/{r.video or r.path}".encode()).hexdigest()
-        held |= {id(r) for r in sorted(group, key=key)[: max(1, round(fraction * len(group)))]}
+    for group in by_class.values():
+        if len(group) >= min_per_class:
+            held |= {id(r) for r in sorted(group, key=key)[: max(1, round(fraction * len(group)))]}
     return [r for r in refs if id(r) not in held], [r for r in refs if id(r) in held]
 
 

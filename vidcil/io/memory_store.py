@@ -217,15 +217,13 @@ def build_memory(
     new_entries = []
     for label, group in ranked.groupby("label", sort=True):
         group = group.sort_values("priority", ascending=False, kind="stable")
-        used, slots, wished = 0, len(group), None
+        used, slots, taken = 0, len(group), 0
         for i, row in enumerate(group.itertuples()):
             frames = np.asarray(frames_of(row.batch_id, row.video))
             if wish is not None:
-                wished = max(1, int(wish(frames)))
                 if i == 0:  # how many videos the share holds at the best video's wished size
-                    slots = int(min(len(group), max(1, share // wished)))
-                taken = sum(1 for e in new_entries if e["label"] == label)
-                if taken >= slots and share - used < wished:
+                    slots = int(min(len(group), max(1, share // max(1, int(wish(frames))))))
+                if taken >= slots and share - used < wish(frames):
                     break  # the planned videos are in; another one would only fit made smaller
                 allowance = (share - used) // max(1, slots - taken)
                 plan, last = as_plan(frame_policy(frames, allowance)), False
@@ -239,7 +237,7 @@ def build_memory(
             if used + entry["bytes"] > share:
                 (staging / entry["shard"]).unlink()
                 break  # the next one has a lower priority: stop, as fit_to_share does
-            used += entry["bytes"]
+            used, taken = used + entry["bytes"], taken + 1
             new_entries.append(entry)
             if last:
                 break

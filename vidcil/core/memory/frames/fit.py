@@ -70,18 +70,26 @@ class FitBudget:
         return self.encoded_size(frames[keys], crf=self.crf[0])
 
     def __call__(self, frames: np.ndarray, allowance: int) -> ShardPlan:
-        enough = min(self.min_frames, len(thin(select_keyframes(frames, self.threshold), self.frames)))
+        keyframes: dict[float, list[int]] = {}  # by threshold: the same for every rung
+
+        def at(threshold: float) -> list[int]:
+            if threshold not in keyframes:
+                keyframes[threshold] = thin(select_keyframes(frames, threshold), self.frames)
+            return keyframes[threshold]
+
+        enough = min(self.min_frames, len(at(self.threshold)))
         best = ShardPlan()
         for side, crf in self.rungs(frames):
-            keys = self._most_frames(shrink(frames, side), frames, crf, allowance)
+            keys = self._most_frames(shrink(frames, side), at, crf, allowance)
             if len(keys) > len(best.keys):
                 best = ShardPlan(keys, side, crf)
             if len(best.keys) >= enough:
                 break
         return best
 
-    def _most_frames(self, stored: np.ndarray, working: np.ndarray, crf: int, allowance: int) -> list[int]:
-        """The most keyframes (at most ``frames``) of ``working`` whose shard from ``stored`` fits."""
+    def _most_frames(self, stored: np.ndarray, at: Callable[[float], list[int]], crf: int,
+                     allowance: int) -> list[int]:
+        """The most keyframes (``at(threshold)``, at most ``frames``) whose shard from ``stored`` fits."""
         sizes: dict[tuple[int, ...], int] = {}
 
         def fits(keys: list[int]) -> bool:
@@ -89,9 +97,6 @@ class FitBudget:
             if k not in sizes:
                 sizes[k] = self.encoded_size(stored[list(k)], crf=crf)
             return sizes[k] <= allowance
-
-        def at(threshold: float) -> list[int]:
-            return thin(select_keyframes(working, threshold), self.frames)
 
         if not fits([0]):
             return []
