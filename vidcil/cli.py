@@ -27,6 +27,21 @@ def _generate(params: Params, out: Path | None = None) -> list[str]:
     return [s.batch_id for s in specs]
 
 
+def _generate_dots(params: Params, out: Path | None = None) -> list[str]:
+    """The dots stream (random-dot kinematograms: the class is a flow field, no object) with benchmark.* sizes."""
+    from vidcil.io.dots import dots_stream, generate_dots_stream
+
+    b = params.benchmark
+    landing = out or params.paths.landing
+    specs = dots_stream(b.class_batches, b.shift_batch, train_per_class=b.train_per_class,
+                        test_per_class=b.test_per_class, shift_train_per_class=b.shift_train_per_class,
+                        shift_test_per_class=b.shift_test_per_class)
+    missing = [s.batch_id for s in specs if not (landing / s.batch_id / "labels.csv").is_file()]
+    if missing:
+        generate_dots_stream(landing, specs, seed=b.seed, n_frames=b.frames, size=b.size, fps=b.fps, only=missing)
+    return [s.batch_id for s in specs]
+
+
 def _generate_realistic(params: Params, args: argparse.Namespace) -> list[str]:
     """The realistic stream (phone/camera-like clips of every size, rate and container) into ``--out``."""
     from vidcil.io.realistic import RealisticProfile, generate_realistic_stream
@@ -105,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("generate", help="write a benchmark stream (default: the bundled one) into paths.landing")
-    p.add_argument("--profile", choices=("bundled", "realistic"), default="bundled",
-                   help="bundled: 64 px mp4 clips (benchmark.* in params); realistic: 240p-1080p, landscape "
-                        "and portrait, 10-60 fps, 2-30 s, mp4/mkv/mov (H.264) and webm (VP9)")
+    p.add_argument("--profile", choices=("bundled", "dots", "realistic"), default="bundled",
+                   help="bundled: moving digits, 64 px mp4 clips (benchmark.* in params); dots: random-dot "
+                        "kinematograms, the class a flow field (benchmark.* in params); realistic: moving "
+                        "digits filmed as phones do, 240p-1080p, landscape and portrait, 10-60 fps, 2-30 s, "
+                        "mp4/mkv/mov (H.264) and webm (VP9)")
     p.add_argument("--out", type=Path, default=None, help="landing folder (default: paths.landing)")
     p.add_argument("--class-batches", type=int, choices=range(1, 5), default=None, metavar="N",
                    help="realistic: batches, 1-4 (4 classes, then 2 new ones per batch; default 2)")
@@ -138,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="generate the benchmark and run the whole stream")
     p = sub.add_parser("benchmark", help="every continual-learning method on one stream, same seeds and budget")
     p.add_argument("--landing", type=Path, default=None,
-                   help="a stream in the incoming-batch contract (default: the bundled one)")
+                   help="a stream in the incoming-batch contract (default: the bundled one of --stream)")
+    p.add_argument("--stream", choices=("digits", "dots"), default="digits",
+                   help="which bundled stream, when no --landing: moving digits (default) or random-dot flows")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (quick: 0)")
     p.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     p.add_argument("--quick", action="store_true", help="smoke run: tiny stream, one seed, few epochs")
@@ -175,15 +194,16 @@ def _run(args, params, parser, pipeline) -> int:
         from vidcil.experiments.benchmark import run_benchmark
 
         result = run_benchmark(params, args.out, landing=args.landing, seeds=args.seeds, quick=args.quick,
-                               ablation=not args.no_ablation, methods=args.methods)
+                               ablation=not args.no_ablation, methods=args.methods, stream=args.stream)
         print((args.out / "benchmark.md").read_text())
         print(f"wall time: {result['wall_seconds']:.0f} s; written: {args.out}/benchmark.json, benchmark.md, plots/")
         return 0
     if args.command == "generate":
-        if args.profile == "bundled" and (args.class_batches or args.per_class or args.max_seconds):
+        if args.profile != "realistic" and (args.class_batches or args.per_class or args.max_seconds):
             parser.error("--class-batches, --per-class and --max-seconds are for --profile realistic "
-                         "(the bundled stream takes benchmark.* from the params file)")
-        batches = _generate_realistic(params, args) if args.profile == "realistic" else _generate(params, args.out)
+                         f"(the {args.profile} stream takes benchmark.* from the params file)")
+        batches = (_generate_realistic(params, args) if args.profile == "realistic" else
+                   _generate_dots(params, args.out) if args.profile == "dots" else _generate(params, args.out))
         print("\n".join(batches))
     elif args.command == "step":
         print(pipeline.run_step(params, args.step, args.batch_id))

@@ -150,6 +150,9 @@ class ModelParams(_Section):
     num_segments: int = Field(8, ge=1)
     shift_div: int = Field(8, ge=2)
     dropout: float = Field(0.3, ge=0, lt=1)
+    # diff: each frame minus the one before it (TSN's RGB difference: the motion, with what stays
+    # still taken out; joint accuracy 0.68 vs 0.19 for rgb on the realistic stream, README); rgb: the frames
+    input: Literal["rgb", "diff"] = "diff"
     init_weights: Path | None = None  # a local state_dict file; nothing is downloaded
     head: HeadKind = _head_default  # vidcil.core.models.heads: average | lstm | nextvlad
 
@@ -159,6 +162,13 @@ class ModelParams(_Section):
         if v not in ARCHS:
             raise ValueError(f"unknown arch {v!r}; choose one of {', '.join(ARCHS)}")
         return v
+
+    @model_validator(mode="after")
+    def _frames_for_input(self) -> "ModelParams":
+        if self.input == "diff" and self.num_segments < 2:
+            raise ValueError(f"input diff needs at least 2 frames per clip (num_segments is {self.num_segments}); "
+                             "raise model.num_segments or set model.input: rgb")
+        return self
 
 
 LossWeightingKind, _weighting_default = _plugin(LOSS_WEIGHTINGS, {"kind": "fixed"})

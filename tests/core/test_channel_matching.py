@@ -83,7 +83,7 @@ class _ClipSet(torch.utils.data.Dataset):
 
 
 @pytest.mark.parametrize("arch, kind", [("resnet18", "ReLU"), ("mobilenet_v3_small", "BatchNorm2d"),
-                                        ("shufflenet_v2_x0_5", "InvertedResidual")])
+                                        ("shufflenet_v2_x0_5", "InvertedResidual"), ("r2plus1d_10", "ReLU")])
 def test_distillation_sites_follow_the_architecture(arch, kind):
     model = VideoRecognizer(arch, 2, num_segments=2).eval()
     module, _ = distillation_site(model.stages["layer3"], arch)
@@ -91,6 +91,6 @@ def test_distillation_sites_follow_the_architecture(arch, kind):
     with torch.no_grad():
         _, at_site = model.forward_features(torch.rand(1, 2, 3, 64, 64), ("layer3",), site="architecture")
         _, at_output = model.forward_features(torch.rand(1, 2, 3, 64, 64), ("layer3",))
-    if arch == "resnet18":  # before the ReLU: negative values survive; the stage output has none
+    if arch in ("resnet18", "r2plus1d_10"):  # before the ReLU: negative values survive; the stage output has none
         assert (at_site["layer3"] < 0).any() and not (at_output["layer3"] < 0).any()
     assert at_site["layer3"].shape[-1] == at_output["layer3"].shape[-1]  # same stride

@@ -38,7 +38,7 @@ def _options(epochs, patience=1, min_epochs=1):
 
 def _student():
     model = SimpleNamespace(arch="mobilenet_v3_small", num_segments=2, shift_div=8, dropout=0.0, init_weights=None,
-                            head={"kind": "average"})
+                            head={"kind": "average"}, input="rgb")
     return make_student(None, 2, model=model, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0)
 
 

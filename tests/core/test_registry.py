@@ -43,6 +43,9 @@ def test_params_pick_plugins_by_kind_and_type_their_options(tmp_path):
     ("memory: {frames: {kind: every_other}}", "unknown frame policy kind .every_other.; known: adaptive, fit, keyframes"),
     ("distil: {kind: tsd, alpah: 0.3}", "distiller 'tsd': alpah: Extra inputs are not permitted"),
     ("distil: {kind: lwf, temperature: 0}", "distiller 'lwf': temperature: Input should be greater than 0"),
+    ("model: {num_segments: 1}", "input diff needs at least 2 frames per clip .num_segments is 1.; raise "
+                                 "model.num_segments or set model.input: rgb"),
+    ("model: {input: flow}", "input: Input should be 'rgb' or 'diff'"),
 ])
 def test_a_bad_choice_fails_at_load_naming_the_fix(tmp_path, text, message):
     f = tmp_path / "params.yaml"

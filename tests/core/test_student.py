@@ -72,3 +72,18 @@ def test_a_compressed_student_is_saved_and_rebuilt_as_the_next_champion(tmp_path
     x = torch.rand(1, 2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(rebuilt(x), student(x))
+
+
+def test_a_motion_model_is_saved_and_rebuilt_with_its_input(tmp_path):
+    from vidcil.io.mlflow_registry import load_checkpoint, model_config, save_checkpoint
+
+    teacher = VideoRecognizer("r2plus1d_10", 3, num_segments=4, input="diff")
+    student = make_student(teacher, 4, model=MODEL, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0,
+                           student=SimpleNamespace(arch="resnet18", init_weights=None, reuse_encoder=False)).eval()
+    assert student.input == "diff"  # another backbone, the teacher's input
+    save_checkpoint(student, model_config(student, list("abcd"), 0.3, 8), tmp_path)
+    rebuilt, config = load_checkpoint(tmp_path)
+    assert config["input"] == "diff" and rebuilt.input == "diff"
+    x = torch.rand(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), student(x))

@@ -42,7 +42,8 @@ def new_model(model, num_classes: int, *, mean, std, seed: int, num_segments: in
     """A model from scratch (``model``: the ``params.model`` section), its weights drawn from ``seed``."""
     torch.manual_seed(seed)
     return VideoRecognizer(model.arch, num_classes, num_segments or model.num_segments, model.shift_div,
-                           model.dropout, model.init_weights, mean=mean, std=std, head=model.head)
+                           model.dropout, model.init_weights, mean=mean, std=std, head=model.head,
+                           input=model.input)
 
 
 def widened_student(teacher: VideoRecognizer, num_classes: int) -> VideoRecognizer:
@@ -72,7 +73,7 @@ def make_student(teacher: VideoRecognizer | None, num_classes: int, *, model, me
             head["frame_dim"] = teacher.head.frame_dim if reuse else None
         torch.manual_seed(seed)
         made = VideoRecognizer(arch, teacher.num_classes, teacher.num_segments, model.shift_div, model.dropout,
-                               student.init_weights, mean=mean, std=std, head=head)
+                               student.init_weights, mean=mean, std=std, head=head, input=teacher.input)
         if reuse:
             if teacher.head.encoder is None:
                 made.freeze_encoder()  # raises: nothing to reuse

@@ -41,29 +41,56 @@ def quick_params(params: Params) -> Params:
     })
 
 
-def bundled_stream(params: Params, quick: bool, landing: Path) -> Path:
-    """Write the benchmark's bundled stream (quick: a tiny one, 4 + 2 classes and a shift batch) to ``landing``."""
+def benchmark_params(params: Params, quick: bool = False) -> Params:
+    """``params`` with the benchmark's own byte budget, clip length and frame size, for every method."""
+    params = params.typed().model_copy(update={
+        "memory": params.memory.model_copy(update={"budget_bytes": params.experiments.memory_budget_bytes}),
+        "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments}),
+        "data": params.data.model_copy(update={"input_size": params.experiments.input_size,
+                                               "short_side": params.experiments.input_size})})
+    return quick_params(params) if quick else params
+
+
+def bundled_stream(params: Params, quick: bool, landing: Path, kind: str = "digits") -> Path:
+    """Write a bundled stream of the benchmark (``kind``: moving ``digits`` or random-dot ``dots``
+    flows; quick: a tiny one, 4 + 2 classes and a shift batch) to ``landing``."""
+    from vidcil.io.dots import DotBatch, dots_stream, generate_dots_stream
+
     b = params.experiments.stream
+    if kind not in ("digits", "dots"):
+        raise ValueError(f"unknown bundled stream {kind!r}; choose digits or dots")
     if quick:
-        specs = [BatchSpec("b000", ("slide_right", "slide_down", "rotate_cw", "zoom_in"), 5, 2),
-                 BatchSpec("b001", ("slide_left", "slide_up"), 5, 2),
-                 BatchSpec("b002", ("slide_right", "slide_down", "rotate_cw", "zoom_in", "slide_left", "slide_up"),
-                           4, 2, noise=0.07, background_cells=8)]
+        first, second = ((("slide_right", "slide_down", "rotate_cw", "zoom_in"), ("slide_left", "slide_up"))
+                         if kind == "digits" else (("drift_right", "drift_down", "spin_cw", "expand"),
+                                                   ("drift_left", "drift_up")))
+        specs = ([BatchSpec("b000", first, 5, 2), BatchSpec("b001", second, 5, 2),
+                  BatchSpec("b002", first + second, 4, 2, noise=0.07, background_cells=8)] if kind == "digits" else
+                 [DotBatch("b000", first, 5, 2), DotBatch("b001", second, 5, 2),
+                  DotBatch("b002", first + second, 4, 2, noise=0.06, coherence=(0.55, 0.75))])
         size, frames = 32, 8
     else:
-        specs = default_stream(b.class_batches, b.shift_batch, train_per_class=b.train_per_class,
-                               test_per_class=b.test_per_class, shift_train_per_class=b.shift_train_per_class,
-                               shift_test_per_class=b.shift_test_per_class)
+        make = default_stream if kind == "digits" else dots_stream
+        specs = make(b.class_batches, b.shift_batch, train_per_class=b.train_per_class,
+                     test_per_class=b.test_per_class, shift_train_per_class=b.shift_train_per_class,
+                     shift_test_per_class=b.shift_test_per_class)
         size, frames = b.size, b.frames
     missing = [s.batch_id for s in specs if not (landing / s.batch_id / "labels.csv").is_file()]
     if missing:  # deterministic: batches already written are the same bytes
-        generate_stream(landing, specs, seed=b.seed, n_frames=frames, size=size, fps=b.fps, only=missing)
+        write = generate_stream if kind == "digits" else generate_dots_stream
+        write(landing, specs, seed=b.seed, n_frames=frames, size=size, fps=b.fps, only=missing)
     return landing
+
+
+def bundled_landing(params: Params, quick: bool, kind: str = "digits") -> Path:
+    """Where the benchmark keeps a bundled stream: ``experiments.landing`` (digits), ``-dots``, ``-quick``."""
+    landing = params.experiments.landing
+    suffix = ("-dots" if kind == "dots" else "") + ("-quick" if quick else "")
+    return landing.with_name(landing.name + suffix)
 
 
 def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, seeds: list[int] | None = None,
                   quick: bool = False, ablation: bool = True, single_frame: bool = True,
-                  methods: list[str] | None = None) -> dict:
+                  methods: list[str] | None = None, stream: str = "digits") -> dict:
     """``methods``: names from ``METHODS``, ``EXTENSIONS`` and ``ABLATIONS`` (default: ``METHODS``, the
     ablation and the single-frame model; named methods run alone)."""
     known = {m.name: m for m in METHODS + EXTENSIONS + ABLATIONS}
@@ -76,18 +103,12 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(params.train.threads)
-    params = params.typed().model_copy(update={  # the benchmark's own budget and clip length, for every method
-        "memory": params.memory.model_copy(update={"budget_bytes": params.experiments.memory_budget_bytes}),
-        "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments}),
-        "data": params.data.model_copy(update={"input_size": params.experiments.input_size,
-                                               "short_side": params.experiments.input_size})})
-    if quick:
-        params = quick_params(params)
+    params = benchmark_params(params, quick)
     e = params.experiments
     seeds = seeds or ([0] if quick else e.seeds)
     ablation_seeds = [s for s in seeds if quick or s in e.ablation_seeds] if ablation else []
     if landing is None:
-        landing = bundled_stream(params, quick, e.landing.with_name(e.landing.name + "-quick") if quick else e.landing)
+        landing = bundled_stream(params, quick, bundled_landing(params, quick, stream), stream)
     console.print(f"stream: {landing}")
     stream = load_stream(landing, validation_rules(params), out / "validation", frame_cache(params),
                          on_batch=lambda line: console.print(f"  {line}"))

@@ -86,7 +86,10 @@ NEXTVLAD = {"head": {"kind": "nextvlad", "hidden": 256, "groups": 8, "clusters":
 R50 = {"arch": "resnet50", "head": {"kind": "lstm", "hidden": 256}}
 MNV3 = {"arch": "mobilenet_v3_large"}
 MATCHED = TSD | {"match": "hungarian", "combine": "max", "site": "architecture"}
+RGB = {"input": "rgb"}  # the frames themselves, as before 2026-12-04 (the default now: their differences)
 EXTENSIONS: tuple[Method, ...] = (
+    Method("tsd_rgb", "TSD + memory, frames as input (rgb)", distil=TSD, model=RGB),
+    Method("replay_rgb", "replay (CE only), frames as input (rgb)", model=RGB),
     Method("tsd_dynamic", "TSD + dynamic loss weights", distil=TSD, train={"loss_weighting": {"kind": "dynamic"}}),
     Method("tsd_nextvlad", "TSD, NeXtVLAD head", distil=TSD, model=NEXTVLAD),
     Method("tsd_sparse_shufflenet", "TSD → ShuffleNetV2 student, sparse channel matching", model={"arch": "resnet18"},

@@ -289,12 +289,28 @@ class BenchmarkRunner:
                  "cpu_latency_ms": cpu_latency_ms(model, p.data.input_size)}
         return RunResult(method.name, self.seed, results, final)
 
-    def single_frame(self, on_epoch=None) -> float:
-        """A model that sees one frame per clip, trained on every batch at once: accuracy on all test videos."""
+    def joint(self, params: Params | None = None, num_segments: int | None = None, on_epoch=None) -> dict:
+        """The learner trained once on every batch at once (all classes, from scratch, as batch 0 is
+        learnt: ``epochs_first`` at most, stopped by its validation split): its accuracy on all test
+        videos, optimizer steps, epochs and wall seconds."""
+        params = params or self.params
         k = len(self.stream.batches) - 1
         refs = [r for b in self.stream.batches for r in self.stream.refs(b, "train")]
-        model, _ = self._learn(self.params, refs, k, num_segments=1, on_epoch=on_epoch)
-        return Evaluator(self.stream, self.params, num_segments=1)(model, k)[1]
+        start = time.perf_counter()
+        model, steps = self._learn(params, refs, k, num_segments=num_segments, on_epoch=on_epoch)
+        seconds = time.perf_counter() - start
+        same = num_segments is None and params.data == self.params.data and \
+            params.model.num_segments == self.params.model.num_segments
+        evaluate = self.evaluate if same else Evaluator(self.stream, params, num_segments=num_segments)
+        return {"accuracy": evaluate(model, k)[1], "steps": steps, "seconds": seconds,
+                "classes": len(self.stream.classes), "train_clips": len(refs),
+                "parameters": sum(t.numel() for t in model.parameters())}
+
+    def single_frame(self, on_epoch=None) -> float:
+        """A model that sees one frame per clip, trained on every batch at once: accuracy on all test videos.
+        Its input is the frame itself (a difference needs two)."""
+        params = self.params.model_copy(update={"model": self.params.model.model_copy(update={"input": "rgb"})})
+        return self.joint(params, num_segments=1, on_epoch=on_epoch)["accuracy"]
 
 
 def scratch_dir(root: Path | None = None) -> Path:

@@ -20,6 +20,14 @@ from torch import nn
 from vidcil.core.models import ARCHS, STAGES
 from vidcil.core.models.heads import HEADS
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+INPUTS = ("rgb", "diff")  # what the backbone sees of a clip: the frames, or their differences
+
+
+def frame_differences(x: torch.Tensor) -> torch.Tensor:
+    """``[N, T, ...]`` -> each frame minus the one before it, the first frame given the first
+    difference (T frames in, T out, so features stay frame-aligned for distillation)."""
+    d = x[:, 1:] - x[:, :-1]
+    return torch.cat([d[:, :1], d], dim=1)
 
 
 def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8) -> torch.Tensor:
@@ -116,13 +124,19 @@ def _shufflenet_stages(arch: str, num_segments: int, fold_div: int, weights: str
 def build_backbone(
     arch: str, num_segments: int, fold_div: int = 8, weights: str | Path | None = None
 ) -> tuple[nn.ModuleDict, int]:
-    """The four stages of a TSM backbone and the channel count of the last one."""
+    """The four stages of a backbone (TSM, or (2+1)D: ``fold_div`` unused) and the channel count of the last one."""
     if arch.startswith("resnet"):
         stages, dim = _resnet_stages(arch, num_segments, fold_div, weights)
     elif arch.startswith("mobilenet_v3"):
         stages, dim = _mobilenet_stages(arch, num_segments, fold_div, weights)
     elif arch.startswith("shufflenet_v2"):
         stages, dim = _shufflenet_stages(arch, num_segments, fold_div, weights)
+    elif arch.startswith("r2plus1d"):  # temporal convolutions in every layer instead of shifts
+        from vidcil.core.models.r2plus1d import r2plus1d_stages
+
+        stages, dim = r2plus1d_stages(arch, num_segments)
+        if weights:
+            _load_local_weights(nn.ModuleList(stages), weights)
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     return nn.ModuleDict(dict(zip(STAGES, stages))), dim
@@ -134,14 +148,20 @@ def distillation_site(stage: nn.Module, arch: str) -> tuple[nn.Module, str] | No
     - ResNet: after the last block's residual addition, before its ReLU (the ReLU's input, whose
       last call in the block is the sum);
     - MobileNetV3: after the stage's last batch norm, before its activation;
-    - ShuffleNetV2: after the last block's channel shuffle (the block's output).
+    - ShuffleNetV2: after the last block's channel shuffle (the block's output);
+    - (2+1)D ResNet: as ResNet, the last block's sum before its ReLU.
 
     ``(module, "input" | "output")``, or None: the stage's output is the site.
     """
     from torchvision.models.resnet import BasicBlock, Bottleneck
     from torchvision.models.shufflenetv2 import InvertedResidual as ShuffleBlock
 
+    from vidcil.core.models.r2plus1d import Block as R2Plus1dBlock
+
     modules = list(stage.modules())
+    if arch.startswith("r2plus1d"):
+        blocks = [m for m in modules if isinstance(m, R2Plus1dBlock)]
+        return (blocks[-1].relu, "input") if blocks else None
     if arch.startswith("resnet"):
         blocks = [m for m in modules if isinstance(m, (BasicBlock, Bottleneck))]
         return (blocks[-1].relu, "input") if blocks else None
@@ -166,9 +186,14 @@ class VideoRecognizer(nn.Module):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         head: dict | None = None,
+        input: str = "rgb",
     ):
         super().__init__()
-        self.arch, self.num_segments = arch, num_segments
+        if input not in INPUTS:
+            raise ValueError(f"unknown model input {input!r}; choose one of {', '.join(INPUTS)}")
+        if input == "diff" and num_segments < 2:
+            raise ValueError(f"model input 'diff' needs at least 2 frames per clip, got num_segments {num_segments}")
+        self.arch, self.num_segments, self.input = arch, num_segments, input
         self.stages, dim = build_backbone(arch, num_segments, shift_div, weights)
         # The head (``model.head`` in params: a kind of :data:`HEADS`): [N, T, C, H, W] -> logits [N, K].
         self.head_config = HEADS.config(head or {"kind": "average"})
@@ -227,7 +252,10 @@ class VideoRecognizer(nn.Module):
             raise ValueError(f"expected {self.num_segments} frames per clip, got {t}")
         if site not in ("output", "architecture"):
             raise ValueError(f"site must be 'output' or 'architecture', got {site!r}")
-        h = ((x - self.mean) / self.std).flatten(0, 1)
+        h = (x - self.mean) / self.std
+        if self.input == "diff":
+            h = frame_differences(h)
+        h = h.flatten(0, 1)
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         features = {}
