@@ -153,6 +153,9 @@ class ModelParams(_Section):
     # diff: each frame minus the one before it (TSN's RGB difference: the motion, with what stays
     # still taken out; joint accuracy 0.68 vs 0.19 for rgb on the realistic stream, README); rgb: the frames
     input: Literal["rgb", "diff"] = "diff"
+    # The classifier the head ends in: linear (W x + b), or cosine (a learnt scale times the cosine
+    # of x and each class's row: no class's row outgrows another's; LUCIR).
+    classifier: Literal["linear", "cosine"] = "linear"
     init_weights: Path | None = None  # a local state_dict file; nothing is downloaded
     head: HeadKind = _head_default  # vidcil.core.models.heads: average | lstm | nextvlad
 
@@ -202,6 +205,15 @@ class ConvergenceParams(_Section):
     min_epochs: int = Field(3, ge=1)  # never stop before this many
 
 
+class BalancedFinetuneParams(_Section):
+    """After training a batch that has a teacher: the classifier alone, on the student's frozen features of
+    the batch + memory, with every class weighing the same in the loss (the classes kept by a few
+    exemplars as much as the new ones with many clips; TCD's and EEIL's class-balanced fine-tuning)."""
+
+    steps: int = Field(0, ge=0)  # full-batch gradient steps; 0: off
+    lr: float = Field(0.05, gt=0)
+
+
 class TrainParams(_Section):
     epochs_first: int = Field(12, ge=1)  # batch 0 (from scratch): at most this many epochs
     epochs: int = Field(6, ge=1)  # later batches, distilled from the champion: at most
@@ -219,6 +231,9 @@ class TrainParams(_Section):
     sync_batchnorm: bool = True
     # How CE and the distiller's terms are weighed epoch by epoch (vidcil.core.weighting): fixed | dynamic
     loss_weighting: LossWeightingKind = _weighting_default
+    # After a batch with new classes (vidcil.core.models.classifier): none | wa (weight aligning)
+    bias_correction: Literal["none", "wa"] = "none"
+    balanced_finetune: BalancedFinetuneParams = BalancedFinetuneParams()
 
 
 DistilKind, _distil_default = _plugin(

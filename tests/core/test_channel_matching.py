@@ -62,7 +62,8 @@ def test_matched_distillation_adds_no_parameter_and_trains():
     data = _ClipSet(x, torch.tensor([0, 1, 2, 3] * 2))
     distil = {"kind": "tsd", "match": "hungarian", "combine": "max", "site": "architecture", "stages": ["layer4"]}
     train = SimpleNamespace(epochs=2, epochs_first=2, batch_size=4, lr=0.01, weight_decay=0.0,
-                            loss_weighting={"kind": "fixed"})
+                            loss_weighting={"kind": "fixed"}, bias_correction="none",
+                            balanced_finetune=SimpleNamespace(steps=0, lr=0.05))
     result = learn_batch(student, data, teacher=teacher, distil=distil, train_options=train, seed=0)
     assert sum(p.numel() for p in student.parameters()) == before  # no adapter layer
     assert result.history[-1]["temporal"] > 0 and result.epochs == 2

@@ -11,7 +11,8 @@ from tests.core.test_channel_matching import _ClipSet
 
 MODEL = SimpleNamespace(shift_div=8, dropout=0.3)
 TRAIN = SimpleNamespace(epochs=2, epochs_first=2, batch_size=4, lr=0.05, weight_decay=5e-4,
-                        loss_weighting={"kind": "fixed"})
+                        loss_weighting={"kind": "fixed"}, bias_correction="none",
+                        balanced_finetune=SimpleNamespace(steps=0, lr=0.05))
 
 
 def _student(teacher, arch, **options):

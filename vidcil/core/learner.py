@@ -33,8 +33,10 @@ from vidcil.core.channel_matching import ChannelMatched
 from vidcil.core.distill import DISTILLERS
 from vidcil.core.memory.selection import SELECTIONS, Candidates
 from vidcil.core.memory.ranking import true_class_confidence
+from vidcil.core.loader import clip_loader
+from vidcil.core.models.classifier import align_weights
 from vidcil.core.models.tsm import VideoRecognizer
-from vidcil.core.training import Convergence, TrainResult, chance_floor, embed, predict_proba, train
+from vidcil.core.training import Convergence, TrainResult, chance_floor, default_device, embed, predict_proba, train
 from vidcil.core.weighting import LOSS_WEIGHTINGS
 
 
@@ -43,7 +45,7 @@ def new_model(model, num_classes: int, *, mean, std, seed: int, num_segments: in
     torch.manual_seed(seed)
     return VideoRecognizer(model.arch, num_classes, num_segments or model.num_segments, model.shift_div,
                            model.dropout, model.init_weights, mean=mean, std=std, head=model.head,
-                           input=model.input)
+                           input=model.input, classifier=model.classifier)
 
 
 def widened_student(teacher: VideoRecognizer, num_classes: int) -> VideoRecognizer:
@@ -73,7 +75,8 @@ def make_student(teacher: VideoRecognizer | None, num_classes: int, *, model, me
             head["frame_dim"] = teacher.head.frame_dim if reuse else None
         torch.manual_seed(seed)
         made = VideoRecognizer(arch, teacher.num_classes, teacher.num_segments, model.shift_div, model.dropout,
-                               student.init_weights, mean=mean, std=std, head=head, input=teacher.input)
+                               student.init_weights, mean=mean, std=std, head=head, input=teacher.input,
+                               classifier=teacher.classifier_kind)
         if reuse:
             if teacher.head.encoder is None:
                 made.freeze_encoder()  # raises: nothing to reuse
@@ -160,7 +163,7 @@ def learn_batch(
     distiller = DISTILLERS.build(config) if config else None
     if config is not None and config.match != "none":  # teacher channels picked for a narrower student
         distiller = ChannelMatched(distiller, config.match, config.combine, seed=seed)
-    return train(
+    result = train(
         student, data, epochs=epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=seed,
         teacher=teacher if config is not None else None, distiller=distiller,
         lam=config.lam if config else 0.0, ce_weight=config.ce_weight if config else 1.0,
@@ -170,6 +173,63 @@ def learn_batch(
         convergence=Convergence(validation, t.convergence.patience, t.convergence.min_epochs)
         if validation is not None and len(validation) else None, **loader,
     )
+    if teacher is not None:  # the classifier's bias towards the classes with many clips, corrected
+        result.correction = correct_classifier(student, data, old_classes=teacher.num_classes, train_options=t,
+                                               seed=seed, device=loader.get("device"),
+                                               num_workers=loader.get("num_workers", 0))
+    return result
+
+
+@torch.no_grad()
+def encodings(model: VideoRecognizer, data, *, batch_size: int = 16, device=None,
+              num_workers: int = 0) -> torch.Tensor:
+    """The head's encoding of each clip of ``data`` (what its classifier sees), ``[N, D]``, in eval mode."""
+    device = device or default_device()
+    was = model.training
+    model.to(device).eval()
+    out = [model.forward_features(x.to(device), ("encoder",))[1]["encoder"].float()
+           for x, _ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers)]
+    model.train(was)
+    return torch.cat(out)
+
+
+def balanced_finetune(model: VideoRecognizer, data, *, steps: int, lr: float, seed: int, device=None,
+                      num_workers: int = 0) -> None:
+    """Train ``model``'s classifier alone for ``steps`` full-batch steps on its frozen encodings of
+    ``data``'s labelled clips, each class weighing the same in the loss (weights 1 / its clips)."""
+    device = device or default_device()
+    x = encodings(model, data, device=device, num_workers=num_workers)
+    y = torch.as_tensor(np.asarray(data.labels), device=x.device)
+    keep = y >= 0
+    x, y = x[keep], y[keep]
+    counts = torch.bincount(y, minlength=model.num_classes).float()
+    weight = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
+    classifier = model.head.classifier
+    torch.manual_seed(seed)
+    opt = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=0.9)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(classifier(x), y, weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def correct_classifier(model: VideoRecognizer, data, *, old_classes: int, train_options, seed: int,
+                       device=None, num_workers: int = 0) -> dict[str, float]:
+    """After a batch learnt from a teacher of ``old_classes`` classes: ``train.balanced_finetune``, then
+    ``train.bias_correction`` (wa: weight aligning, when the batch brought new classes). Returns what
+    was done (``balanced_steps``, ``wa_factor``), for the step's output."""
+    done: dict[str, float] = {}
+    fine = train_options.balanced_finetune
+    if fine.steps > 0:
+        balanced_finetune(model, data, steps=fine.steps, lr=fine.lr, seed=seed, device=device,
+                          num_workers=num_workers)
+        done["balanced_steps"] = fine.steps
+    if train_options.bias_correction == "wa" and model.num_classes > old_classes:
+        done["wa_factor"] = align_weights(model.head.classifier, old_classes)
+    model.eval()
+    return done
 
 
 def exemplar_priority(teacher: VideoRecognizer, data, selection, *, seed: tuple[int, ...] = (0,),
@@ -179,6 +239,25 @@ def exemplar_priority(teacher: VideoRecognizer, data, selection, *, seed: tuple[
     confidence = true_class_confidence(predict_proba(teacher, data, num_workers=num_workers), data.labels)
     candidates = Candidates(data.labels, confidence, lambda: embed(teacher, data, num_workers=num_workers), seed)
     return confidence, SELECTIONS.build(selection)(candidates)
+
+
+def nearest_mean_predict(model: VideoRecognizer, exemplars, *datasets, device=None, num_workers: int = 0) -> np.ndarray:
+    """Nearest-mean-of-exemplars classification (NME, iCaRL): each class's mean of ``model``'s
+    L2-normalised encodings of its clips in ``exemplars`` (e.g. the memory + the batch's training
+    clips), and each clip of ``datasets`` given the class whose normalised mean is nearest (highest
+    cosine). Classes without an exemplar are never predicted. Predictions ``[N]``, datasets in order."""
+    device = device or default_device()
+    normalize = torch.nn.functional.normalize
+    f = normalize(encodings(model, exemplars, device=device, num_workers=num_workers), dim=1)
+    y = torch.as_tensor(np.asarray(exemplars.labels), device=f.device)
+    f, y = f[y >= 0], y[y >= 0]
+    means = normalize(torch.zeros(model.num_classes, f.shape[1], device=f.device).index_add_(0, y, f), dim=1)
+    present = torch.bincount(y, minlength=model.num_classes) > 0
+    out = []
+    for data in datasets:
+        q = normalize(encodings(model, data, device=device, num_workers=num_workers), dim=1)
+        out.append((q @ means.T).masked_fill(~present, float("-inf")).argmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def accuracy_by_group(model: VideoRecognizer, data, groups: np.ndarray, names: list[str], *,

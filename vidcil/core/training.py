@@ -45,6 +45,7 @@ class TrainResult:
     best_epoch: int | None = None  # 1-based epoch whose weights the student keeps (with a validation set)
     stopped_early: bool = False  # the validation accuracy plateaued before the last allowed epoch
     validation_clips: int = 0
+    correction: dict[str, float] = field(default_factory=dict)  # what was done to the classifier after training
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,21 @@ R50 = {"arch": "resnet50", "head": {"kind": "lstm", "hidden": 256}}
 MNV3 = {"arch": "mobilenet_v3_large"}
 MATCHED = TSD | {"match": "hungarian", "combine": "max", "site": "architecture"}
 RGB = {"input": "rgb"}  # the frames themselves, as before 2026-12-04 (the default now: their differences)
-EXTENSIONS: tuple[Method, ...] = (
+# The simple rivals practitioners use, on plain replay and with TSD: weight aligning of the classifier
+# (WA), class-balanced fine-tuning of the classifier on the batch + memory (TCD, EEIL), a cosine
+# classifier (LUCIR). Their settings are first choices, not tuned on either bundled stream.
+WA = {"bias_correction": "wa"}
+BALANCED = {"balanced_finetune": {"steps": 50, "lr": 0.05}}
+COSINE = {"classifier": "cosine"}
+RIVALS: tuple[Method, ...] = (
+    Method("replay_wa", "replay + weight aligning (WA)", train=WA),
+    Method("replay_balanced", "replay + class-balanced classifier fine-tuning", train=BALANCED),
+    Method("replay_cosine", "replay, cosine classifier", model=COSINE),
+    Method("tsd_wa", "TSD + weight aligning (WA)", distil=TSD, train=WA),
+    Method("tsd_balanced", "TSD + class-balanced classifier fine-tuning", distil=TSD, train=BALANCED),
+    Method("tsd_cosine", "TSD, cosine classifier", distil=TSD, model=COSINE),
+)
+EXTENSIONS: tuple[Method, ...] = RIVALS + (
     Method("tsd_rgb", "TSD + memory, frames as input (rgb)", distil=TSD, model=RGB),
     Method("replay_rgb", "replay (CE only), frames as input (rgb)", model=RGB),
     Method("tsd_dynamic", "TSD + dynamic loss weights", distil=TSD, train={"loss_weighting": {"kind": "dynamic"}}),

@@ -93,6 +93,7 @@ def model_config(model: VideoRecognizer, class_names: list[str], dropout: float,
         "shift_div": shift_div, "dropout": dropout, "class_names": list(class_names),
         "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "input_size": input_size,
         "head": model.head_config.model_dump(mode="json"), "input": model.input,
+        "classifier": model.classifier_kind,
     }
 
 
@@ -100,7 +101,8 @@ def build_model(config: dict) -> VideoRecognizer:
     stats = {k: tuple(config[k]) for k in ("mean", "std") if config.get(k)}
     return VideoRecognizer(
         config["arch"], config["num_classes"], config["num_segments"], config["shift_div"], config["dropout"],
-        head=config.get("head"), input=config.get("input", "rgb"), **stats,
+        head=config.get("head"), input=config.get("input", "rgb"),
+        classifier=config.get("classifier", "linear"), **stats,
     )
 
 

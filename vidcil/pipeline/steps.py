@@ -364,7 +364,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
         "memory_clips": len(memory.entries), "epochs": result.epochs, "max_epochs": epochs,
         "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "validation_clips": len(held), "did_not_learn": did_not_learn(result, len(class_names)),
-        "optimizer_steps": result.steps,
+        "optimizer_steps": result.steps, "classifier_correction": result.correction,
         "resumed_from_epoch": result.resumed_from_epoch, "train_seconds": round(wall, 1),
         "history": result.history, "model_parameters": sum(p.numel() for p in student.parameters()),
         "run_id": run_id, "processes": group.world,

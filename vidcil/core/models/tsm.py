@@ -19,6 +19,7 @@ from torch import nn
 
 from vidcil.core.models import ARCHS, STAGES
 from vidcil.core.models.heads import HEADS
+from vidcil.core.models.classifier import CLASSIFIERS
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 INPUTS = ("rgb", "diff")  # what the backbone sees of a clip: the frames, or their differences
 
@@ -187,6 +188,7 @@ class VideoRecognizer(nn.Module):
         std: tuple[float, float, float] = IMAGENET_STD,
         head: dict | None = None,
         input: str = "rgb",
+        classifier: str = "linear",
     ):
         super().__init__()
         if input not in INPUTS:
@@ -198,6 +200,12 @@ class VideoRecognizer(nn.Module):
         # The head (``model.head`` in params: a kind of :data:`HEADS`): [N, T, C, H, W] -> logits [N, K].
         self.head_config = HEADS.config(head or {"kind": "average"})
         self.head = HEADS.build(self.head_config, in_features=dim, num_classes=num_classes, dropout=dropout)
+        # The classifier the head ends in (``model.classifier``): linear, or cosine-normalised.
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"unknown model classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
+        self.classifier_kind = classifier
+        if classifier != "linear":
+            self.head.classifier = CLASSIFIERS[classifier](self.head.classifier.in_features, num_classes)
         # Normalization is the model's first step (data.mean / data.std; ImageNet's by default, what
         # local initial weights expect), so a served model takes clips in [0, 1] as they are.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1))
