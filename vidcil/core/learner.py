@@ -241,25 +241,6 @@ def exemplar_priority(teacher: VideoRecognizer, data, selection, *, seed: tuple[
     return confidence, SELECTIONS.build(selection)(candidates)
 
 
-def nearest_mean_predict(model: VideoRecognizer, exemplars, *datasets, device=None, num_workers: int = 0) -> np.ndarray:
-    """Nearest-mean-of-exemplars classification (NME, iCaRL): each class's mean of ``model``'s
-    L2-normalised encodings of its clips in ``exemplars`` (e.g. the memory + the batch's training
-    clips), and each clip of ``datasets`` given the class whose normalised mean is nearest (highest
-    cosine). Classes without an exemplar are never predicted. Predictions ``[N]``, datasets in order."""
-    device = device or default_device()
-    normalize = torch.nn.functional.normalize
-    f = normalize(encodings(model, exemplars, device=device, num_workers=num_workers), dim=1)
-    y = torch.as_tensor(np.asarray(exemplars.labels), device=f.device)
-    f, y = f[y >= 0], y[y >= 0]
-    means = normalize(torch.zeros(model.num_classes, f.shape[1], device=f.device).index_add_(0, y, f), dim=1)
-    present = torch.bincount(y, minlength=model.num_classes) > 0
-    out = []
-    for data in datasets:
-        q = normalize(encodings(model, data, device=device, num_workers=num_workers), dim=1)
-        out.append((q @ means.T).masked_fill(~present, float("-inf")).argmax(1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-
 def accuracy_by_group(model: VideoRecognizer, data, groups: np.ndarray, names: list[str], *,
                       num_workers: int = 0) -> tuple[list[float], float, np.ndarray]:
     """Accuracy on each group of ``data``'s clips (``groups [N]``, e.g. batch ids) in ``names``,
