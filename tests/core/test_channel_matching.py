@@ -48,22 +48,18 @@ def test_a_wider_student_is_a_clear_error():
 def test_matched_distillation_adds_no_parameter_and_trains():
     """TSD from a MobileNetV3-large teacher (960 channels at layer4) into a ResNet-18 student (512),
     at the architectures' own sites."""
-    from types import SimpleNamespace
-
-    from torch.utils.data import TensorDataset
+    from vidcil.config import ModelParams, StudentParams, TrainParams
 
     torch.manual_seed(0)
     teacher = VideoRecognizer("mobilenet_v3_large", 3, num_segments=2)
-    student_params = SimpleNamespace(arch="resnet18", init_weights=None, reuse_encoder=False)
-    model = SimpleNamespace(shift_div=8, dropout=0.3)
+    student_params = StudentParams(arch="resnet18")
+    model = ModelParams(shift_div=8, dropout=0.3)
     student = make_student(teacher, 4, model=model, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0, student=student_params)
     before = sum(p.numel() for p in student.parameters())
     x = torch.rand(8, 2, 3, 32, 32)
     data = _ClipSet(x, torch.tensor([0, 1, 2, 3] * 2))
     distil = {"kind": "tsd", "match": "hungarian", "combine": "max", "site": "architecture", "stages": ["layer4"]}
-    train = SimpleNamespace(epochs=2, epochs_first=2, batch_size=4, lr=0.01, weight_decay=0.0,
-                            loss_weighting={"kind": "fixed"}, bias_correction="none",
-                            balanced_finetune=SimpleNamespace(steps=0, lr=0.05))
+    train = TrainParams(epochs=2, epochs_first=2, batch_size=4, lr=0.01, weight_decay=0.0)
     result = learn_batch(student, data, teacher=teacher, distil=distil, train_options=train, seed=0)
     assert sum(p.numel() for p in student.parameters()) == before  # no adapter layer
     assert result.history[-1]["temporal"] > 0 and result.epochs == 2

@@ -1,11 +1,10 @@
 """The classifier's rivals to distillation alone: a cosine-normalised classifier, weight aligning (WA)
 and class-balanced fine-tuning of the classifier, as the learner applies them."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
+from vidcil.config import TrainParams
 from vidcil.core.learner import correct_classifier, encodings
 from vidcil.core.models.classifier import IncrementalCosine, IncrementalLinear, align_weights
 from vidcil.core.models.tsm import VideoRecognizer
@@ -13,7 +12,7 @@ from tests.core.test_channel_matching import _ClipSet
 
 
 def _options(bias_correction="none", steps=0, lr=0.05):
-    return SimpleNamespace(bias_correction=bias_correction, balanced_finetune=SimpleNamespace(steps=steps, lr=lr))
+    return TrainParams(bias_correction=bias_correction, balanced_finetune={"steps": steps, "lr": lr})
 
 
 @pytest.mark.parametrize("kind", [IncrementalLinear, IncrementalCosine])

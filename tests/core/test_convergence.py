@@ -3,11 +3,10 @@ keep the best epoch; a model that did not learn is never promoted."""
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
-from vidcil.config import GateParams
+from vidcil.config import GateParams, ModelParams, TrainParams
 from vidcil.core.gates import evaluate_gates
 from vidcil.core.learner import did_not_learn, holdout, learn_batch, make_student
 from vidcil.core.training import TrainResult, chance_floor, plateau_step, validation_score
@@ -31,14 +30,12 @@ def test_holdout_is_per_class_fixed_by_the_seed_not_by_order_and_spares_small_cl
 
 
 def _options(epochs, patience=1, min_epochs=1):
-    return SimpleNamespace(epochs=epochs, epochs_first=epochs, batch_size=4, lr=0.05, weight_decay=0.0,
-                           loss_weighting={"kind": "fixed"},
-                           convergence=SimpleNamespace(patience=patience, min_epochs=min_epochs))
+    return TrainParams(epochs=epochs, epochs_first=epochs, batch_size=4, lr=0.05, weight_decay=0.0,
+                       convergence={"patience": patience, "min_epochs": min_epochs})
 
 
 def _student():
-    model = SimpleNamespace(arch="mobilenet_v3_small", num_segments=2, shift_div=8, dropout=0.0, init_weights=None,
-                            head={"kind": "average"}, input="rgb")
+    model = ModelParams(arch="mobilenet_v3_small", num_segments=2, shift_div=8, dropout=0.0, input="rgb")
     return make_student(None, 2, model=model, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0)
 
 

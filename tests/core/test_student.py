@@ -1,23 +1,20 @@
 """A student that reuses the teacher's frozen temporal encoder (``student.reuse_encoder``)."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
+from vidcil.config import ModelParams, StudentParams, TrainParams
 from vidcil.core.learner import learn_batch, make_student
 from vidcil.core.models.tsm import VideoRecognizer
 from tests.core.test_channel_matching import _ClipSet
 
-MODEL = SimpleNamespace(shift_div=8, dropout=0.3)
-TRAIN = SimpleNamespace(epochs=2, epochs_first=2, batch_size=4, lr=0.05, weight_decay=5e-4,
-                        loss_weighting={"kind": "fixed"}, bias_correction="none",
-                        balanced_finetune=SimpleNamespace(steps=0, lr=0.05))
+# The real config sections (a field added later gets its default here too)
+MODEL = ModelParams(shift_div=8, dropout=0.3)
+TRAIN = TrainParams(epochs=2, epochs_first=2, batch_size=4, lr=0.05, weight_decay=5e-4)
 
 
 def _student(teacher, arch, **options):
-    params = SimpleNamespace(arch=arch, init_weights=None, reuse_encoder=True, min_param_ratio=0.1,
-                             max_param_ratio=1.0, **options)
+    params = StudentParams(arch=arch, reuse_encoder=True, min_param_ratio=0.1, max_param_ratio=1.0, **options)
     return make_student(teacher, 4, model=MODEL, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0, student=params)
 
 
@@ -45,7 +42,7 @@ def test_the_loss_is_the_encoder_distance_plus_a_tenth_of_the_task_loss():
     teacher = VideoRecognizer("resnet18", 3, num_segments=2, head={"kind": "lstm", "hidden": 8})
     student = _student(teacher, "resnet18")
     data = _ClipSet(torch.rand(4, 2, 3, 32, 32), torch.tensor([0, 1, 2, 3]))
-    train = SimpleNamespace(**{**vars(TRAIN), "epochs": 1, "lr": 1e-9})
+    train = TRAIN.model_copy(update={"epochs": 1, "lr": 1e-9})
     row = learn_batch(student, data, teacher=teacher, distil={"kind": "encoder"}, train_options=train, seed=0).history[0]
     assert row["loss"] == pytest.approx(row["encoder"] + 0.1 * row["ce"], rel=1e-5)
 
@@ -80,7 +77,7 @@ def test_a_motion_model_is_saved_and_rebuilt_with_its_input(tmp_path):
 
     teacher = VideoRecognizer("r2plus1d_10", 3, num_segments=4, input="diff")
     student = make_student(teacher, 4, model=MODEL, mean=(0.5,) * 3, std=(0.25,) * 3, seed=0,
-                           student=SimpleNamespace(arch="resnet18", init_weights=None, reuse_encoder=False)).eval()
+                           student=StudentParams(arch="resnet18")).eval()
     assert student.input == "diff"  # another backbone, the teacher's input
     save_checkpoint(student, model_config(student, list("abcd"), 0.3, 8), tmp_path)
     rebuilt, config = load_checkpoint(tmp_path)
