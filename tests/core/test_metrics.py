@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vidcil.core.metrics import (
-    average_incremental_accuracy, backward_transfer, forgetting_first, mean_forgetting,
+    average_incremental_accuracy, backward_transfer, forgetting_first, mean_forgetting, nearest_mean_accuracy,
 )
 
 nan = np.nan
@@ -49,3 +49,15 @@ def test_hit_at_k_counts_a_clip_whose_top_k_holds_one_of_its_labels():
     assert hit_at_k(scores, np.array([0, 1, 1]), k=1) == pytest.approx(1 / 3)
     assert hit_at_k(scores, np.array([0, 1, 1]), k=2) == pytest.approx(1.0)
     assert hit_at_k(scores, [{0, 2}, {2}, {1, 2}], k=1) == pytest.approx(2 / 3)  # several labels per clip
+
+
+def test_nearest_mean_classifies_by_the_closest_normalised_class_mean_and_never_predicts_an_absent_class():
+    # class 0 points along x, class 2 along y (at very different lengths: only the direction counts)
+    held_x = np.array([[1.0, 0.1], [10.0, -1.0], [0.0, 5.0], [0.2, 0.1]])
+    held_y = np.array([0, 0, 2, 2])
+    test_x = np.array([[3.0, 0.2], [0.1, 0.9], [-0.1, 7.0], [1.0, 1.0]])
+    # class-2 mean of the unit vectors leans towards x ((0.2, 0.1) normalised), so (1, 1) goes to class 2
+    assert nearest_mean_accuracy(held_x, held_y, test_x, np.array([0, 2, 2, 2])) == 1.0
+    # a test clip of class 1 (no prototype) is always wrong; an empty test set is undefined
+    assert nearest_mean_accuracy(held_x, held_y, test_x, np.array([0, 1, 2, 1])) == 0.5
+    assert np.isnan(nearest_mean_accuracy(held_x, held_y, np.zeros((0, 2)), np.zeros(0)))

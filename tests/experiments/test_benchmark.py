@@ -129,7 +129,8 @@ def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, m
     first = {n: result["runs"][n][0]["batches"][0]["row"][0] for n in names}
     assert first["r50_to_mnv3_encoder"] == first["r50_to_mnv3_matched"]
     table = (tmp_path / "out" / "benchmark.md").read_text()
-    assert "## Further methods" in table and "| TSD, NeXtVLAD head |" in table
+    assert "## Further methods" in table and "| TSD, NeXtVLAD head |" in table and "| NME acc |" in table
+    assert all(0 <= m["final_nme_accuracy"] <= 1 for m in metrics.values())
     assert "## Memory ablation" in table and "| confident videos -> fit, at most 2 frames per video |" in table
     with pytest.raises(ValueError, match="unknown methods \\['nope'\\]"):
         run_benchmark(params, tmp_path / "out2", landing=landing, quick=True, methods=["nope"])

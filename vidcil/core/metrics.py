@@ -88,3 +88,26 @@ def hit_at_k(scores: np.ndarray, labels: list[set[int]] | np.ndarray, k: int = 1
     top = np.argsort(-np.asarray(scores), axis=1)[:, :k]
     sets = [set(map(int, y)) if isinstance(y, (set, frozenset, list, tuple, np.ndarray)) else {int(y)} for y in labels]
     return float(np.mean([bool(sets[i] & set(top[i].tolist())) for i in range(len(sets))]))
+
+
+def nearest_mean_accuracy(prototype_x: np.ndarray, prototype_y: np.ndarray, test_x: np.ndarray,
+                          test_y: np.ndarray) -> float:
+    """Accuracy of the nearest-mean-of-exemplars classifier (NME, iCaRL) next to the linear head.
+
+    Each class's prototype is the mean of its L2-normalised encodings in ``prototype_x [M, D]`` (the
+    clips the learner holds: the memory's and the newest batch's), normalised again; a test clip
+    ``test_x [N, D]`` gets the class of the most similar prototype (cosine). A class without any
+    prototype clip is never predicted, so its test clips count as wrong.
+    """
+    if len(test_x) == 0:
+        return float("nan")
+
+    def unit(x):
+        x = np.asarray(x, dtype=np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    p, y = unit(prototype_x), np.asarray(prototype_y)
+    classes = np.unique(y)
+    means = unit(np.stack([p[y == c].mean(axis=0) for c in classes]))
+    predicted = classes[np.argmax(unit(test_x) @ means.T, axis=1)]
+    return float(np.mean(predicted == np.asarray(test_y)))

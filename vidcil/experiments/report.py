@@ -10,7 +10,7 @@ from vidcil.core import metrics
 
 METRICS = ("final_accuracy", "average_incremental_accuracy", "forgetting_first", "mean_forgetting",
            "backward_transfer", "memory_bytes", "optimizer_steps", "wall_seconds",
-           "final_hit_at_1", "parameters", "cpu_latency_ms")
+           "final_hit_at_1", "final_nme_accuracy", "parameters", "cpu_latency_ms")
 TARGET_STEP_MARGIN = 0.02  # "joint accuracy - 2 points"
 
 
@@ -136,15 +136,18 @@ def extensions_table(result: dict) -> list[str]:
     out = ["\n## Further methods (the pipeline with these params; `vidcil benchmark --methods ...`)\n",
            "Forgetting vs teacher: the batch-0 model's accuracy on b000's test videos minus its student's "
            "after the next batch (compression rows: the ResNet-50 teacher vs the MobileNetV3 student). "
-           "Hit@1 equals the top-1 accuracy here: every clip has one label. CPU latency: one clip, "
+           "Hit@1 equals the top-1 accuracy here: every clip has one label. NME: the same final model's "
+           "encodings classified by the nearest class mean of the clips it holds (memory + last batch; iCaRL) "
+           "instead of its linear head. CPU latency: one clip, "
            f"{result['settings']['device']}, median of 20.\n\n",
-           "| method | final acc | Hit@1 | forgetting (mean) | forgetting vs teacher | params (M) | CPU ms / clip "
-           "| optimizer steps | wall s |\n|---|---|---|---|---|---|---|---|---|\n"]
+           "| method | final acc | Hit@1 | NME acc | forgetting (mean) | forgetting vs teacher | params (M) | CPU ms / clip "
+           "| optimizer steps | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n"]
     for name in ["tsd", "replay"] + names:
         if name not in summary or "parameters" not in summary[name]:
             continue
         s = summary[name]
         out.append(f"| {titles[name]} | {_cell(s['final_accuracy'], '.3f')} | {_cell(s['final_hit_at_1'], '.3f')} | "
+                   f"{_cell(s['final_nme_accuracy'], '.3f') if 'final_nme_accuracy' in s else '—'} | "
                    f"{_cell(s['mean_forgetting'], '.3f')} | {_cell(drop[name], '.3f') if name in drop else '—'} | "
                    f"{_cell(s['parameters'], '.2f', 1e-6)} | {_cell(s['cpu_latency_ms'], '.1f')} | "
                    f"{_cell(s['optimizer_steps'], '.0f')} | {_cell(s['wall_seconds'], '.0f')} |\n")

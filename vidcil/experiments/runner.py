@@ -28,7 +28,8 @@ from vidcil.io.cache import FrameCache
 from vidcil.io.clips import ClipRef
 from vidcil.io.validation import Rules, validate_batch
 from vidcil.core import metrics
-from vidcil.core.learner import accuracy_by_group, exemplar_priority, holdout, learn_batch, make_student
+from vidcil.core.learner import (accuracy_by_group, encodings, exemplar_priority, holdout, learn_batch,
+                                 make_student)
 from vidcil.core.memory.ranking import rank_exemplars
 from vidcil.core.training import predict_proba
 from vidcil.core.models.tsm import VideoRecognizer
@@ -151,6 +152,14 @@ class Evaluator:
         scores = [predict_proba(model, data, **self.options) for data in self.sets[: k + 1]]
         labels = np.concatenate([data.labels for data in self.sets[: k + 1]])
         return metrics.hit_at_k(np.concatenate(scores), labels, k=1)
+
+    def nme(self, model: VideoRecognizer, prototypes, k: int) -> float:
+        """Nearest-mean-of-exemplars accuracy over the test videos of batches ``0..k``: class means of
+        ``model``'s encodings of ``prototypes`` (a dataset of the clips the learner holds)."""
+        test = [encodings(model, data, **self.options).cpu().numpy() for data in self.sets[: k + 1]]
+        labels = np.concatenate([data.labels for data in self.sets[: k + 1]])
+        held = encodings(model, prototypes, **self.options).cpu().numpy()
+        return metrics.nearest_mean_accuracy(held, prototypes.labels, np.concatenate(test), labels)
 
 
 def cpu_latency_ms(model: VideoRecognizer, input_size: int, repeats: int = 20) -> float:
@@ -284,7 +293,11 @@ class BenchmarkRunner:
             results.append(BatchResult(batches[k].batch_id, row, acc, stored, clips, steps, seconds, curve or []))
             if on_batch:
                 on_batch(results[-1])
+        held = refs if method.joint and len(batches) > 1 else (
+            self.stream.refs(batches[-1], "train") + (self._memory_refs(memory) if p.memory.replay else []))
+        prototypes = clip_dataset(p, held, train=False, cache=self.stream.cache)
         final = {"final_hit_at_1": self.evaluate.hit_at_1(model, len(batches) - 1),
+                 "final_nme_accuracy": self.evaluate.nme(model, prototypes, len(batches) - 1),
                  "parameters": sum(t.numel() for t in model.parameters()),
                  "cpu_latency_ms": cpu_latency_ms(model, p.data.input_size)}
         return RunResult(method.name, self.seed, results, final)
