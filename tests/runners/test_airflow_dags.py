@@ -118,3 +118,20 @@ def test_airflow_dags_test_runs_a_real_batch_end_to_end(tmp_path):
     log = skipped.stdout + skipped.stderr
     assert skipped.returncode == 0 and "batch b001 is retired: labels swapped by the vendor" in log
     assert "nothing pending among b001 (retired)" in log
+
+
+# Every Airflow task is a process of its own: one that reads no model must not pay torch's import.
+LIGHT_STEPS = """
+import sys
+from vidcil.pipeline.runner import run_step
+from vidcil.pipeline.spec import PIPELINE
+for name in ("land", "validate", "extract_keyframes", "gates", "promote", "hold"):
+    PIPELINE.step(name).load()
+heavy = sorted(m for m in ("torch", "torchvision") if m in sys.modules)
+assert not heavy, f"importing the steps that read no model imported {heavy}"
+"""
+
+
+def test_a_task_that_reads_no_model_starts_without_importing_torch():
+    done = subprocess.run([sys.executable, "-c", LIGHT_STEPS], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -7,10 +7,13 @@ seen the same way everywhere.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vidcil.config import Params
 from vidcil.io.cache import FrameCache
-from vidcil.io.clips import ClipDataset, ClipRef
-from vidcil.io.transforms import clip_transform
+
+if TYPE_CHECKING:  # torch's: imported when a dataset is made (validation and keyframes start without torch)
+    from vidcil.io.clips import ClipDataset, ClipRef
 
 
 def frame_cache(params: Params) -> FrameCache:
@@ -21,6 +24,9 @@ def frame_cache(params: Params) -> FrameCache:
 def clip_dataset(params: Params, refs: list[ClipRef], *, train: bool, num_segments: int | None = None,
                  cache: FrameCache | None = None) -> ClipDataset:
     """Training: TSN sampling + random resized crop; evaluation: middle frames + centre crop."""
+    from vidcil.io.clips import ClipDataset
+    from vidcil.io.transforms import clip_transform
+
     d = params.data
     transform = clip_transform(num_segments or params.model.num_segments, d.input_size, train=train,
                                short_side=d.short_side, crop_scale=d.crop_scale, crop_ratio=d.crop_ratio,

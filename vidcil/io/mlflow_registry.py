@@ -14,17 +14,20 @@ import re
 import tempfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import mlflow
 import numpy as np
-import torch
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from vidcil.core.models.tsm import VideoRecognizer
 from vidcil.io.contract import ServiceUnavailable, redact, sha256_file
+
+if TYPE_CHECKING:  # torch is imported where a model is (the registry's look-ups and tags start without it)
+    from vidcil.core.models.tsm import VideoRecognizer
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "vidcil."  # prefix of every tag this project writes
@@ -98,6 +101,8 @@ def model_config(model: VideoRecognizer, class_names: list[str], dropout: float,
 
 
 def build_model(config: dict) -> VideoRecognizer:
+    from vidcil.core.models.tsm import VideoRecognizer
+
     stats = {k: tuple(config[k]) for k in ("mean", "std") if config.get(k)}
     return VideoRecognizer(
         config["arch"], config["num_classes"], config["num_segments"], config["shift_div"], config["dropout"],
@@ -107,6 +112,8 @@ def build_model(config: dict) -> VideoRecognizer:
 
 
 def save_checkpoint(model: VideoRecognizer, config: dict, folder: Path) -> None:
+    import torch
+
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), folder / "state_dict.pt")
     (folder / "config.json").write_text(json.dumps(config, indent=1))
@@ -119,6 +126,8 @@ def weights_digest(folder: Path) -> str:
 
 def load_checkpoint(folder: Path) -> tuple[VideoRecognizer, dict]:
     """Rebuild a model from ``config.json`` + ``state_dict.pt`` (weights only, no pickle)."""
+    import torch
+
     config = json.loads((Path(folder) / "config.json").read_text())
     model = build_model(config)
     model.load_state_dict(torch.load(Path(folder) / "state_dict.pt", map_location="cpu", weights_only=True))
@@ -134,6 +143,8 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         if isinstance(model_input, dict):  # named tensor input, as the signature declares
             model_input = model_input["clips"]
+        import torch
+
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
             return torch.softmax(self.model(x), dim=1).numpy()
@@ -141,6 +152,8 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
 def log_model(checkpoint: Path, example: np.ndarray) -> str:
     """Log the checkpoint folder as a pyfunc model in the active run; returns its model URI."""
+    import torch
+
     config = json.loads((checkpoint / "config.json").read_text())
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *example.shape[1:]), "clips")]),

@@ -18,8 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from vidcil.io.clips import ClipRef
+from typing import TYPE_CHECKING
+
 from vidcil.io.memory_store import KeyframeMemory, empty_memory
+
+if TYPE_CHECKING:  # torch's: imported where clips are made, so steps that read no clip start without it
+    from vidcil.io.clips import ClipRef
 
 
 RETIRED = "retired.json"
@@ -82,6 +86,8 @@ class Store:
         return df[df["split"] == split].reset_index(drop=True)
 
     def refs(self, rows: pd.DataFrame, class_names: list[str]) -> list[ClipRef]:
+        from vidcil.io.clips import ClipRef
+
         index = {c: i for i, c in enumerate(class_names)}
         return [ClipRef(self.batch_dir(r.batch_id) / r.video, index[r.label], r.batch_id, r.video,
                         getattr(r, "sha256", None)) for r in rows.itertuples()]
@@ -101,6 +107,8 @@ class Store:
         return replace(memory, entries=memory.entries[~memory.entries["batch_id"].isin(gone)].reset_index(drop=True))
 
     def memory_refs(self, memory: KeyframeMemory, class_names: list[str]) -> list[ClipRef]:
+        from vidcil.io.clips import ClipRef
+
         index = {c: i for i, c in enumerate(class_names)}
         return [ClipRef(memory.shard_path(e), index[e.label], e.batch_id, e.video)
                 for _, e in self.without_retired(memory).entries.iterrows()]

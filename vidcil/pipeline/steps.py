@@ -14,11 +14,11 @@ import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 
 from vidcil.io import plots
 from vidcil.io import mlflow_registry
@@ -30,17 +30,21 @@ from vidcil.io.validation import (
     BATCH_ID, MANIFEST_FACTS, Verdict, known_videos, validate_batch, validation_rules, write_report,
 )
 from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_options
-from vidcil.core.learner import did_not_learn, holdout, accuracy_by_group, batch_epochs, exemplar_priority, learn_batch, make_student
 from vidcil.core.memory.ranking import rank_exemplars
 from vidcil.io.memory_store import build_memory, describe_choice, frame_policy, per_class_summary
-from vidcil.core import distributed, metrics
+from vidcil.core import metrics
 from vidcil.core.gates import evaluate_gates
 from vidcil.io.store import Store
 from vidcil.pipeline.state import (
     champion, latest_record, pending_batches, project_id, read_output, run_dir, write_output,
 )
 from vidcil.io.progress import EpochProgress
-from vidcil.core.training import load_training_checkpoint
+
+if TYPE_CHECKING:
+    from vidcil.core import distributed
+
+# torch (and the learner) are imported by the steps that train, score or evaluate a model:
+# validation, keyframes, gates and promotion start in a second or two, not ten (an Airflow task each).
 
 
 def _store(params: Params) -> Store:
@@ -227,6 +231,8 @@ def select_exemplars(params: Params, batch_id: str) -> dict:
         rows = store.rows(batches, "train")
         rows = rows[rows["label"].isin(champ.class_names)].reset_index(drop=True)
         if not rows.empty:
+            from vidcil.core.learner import exemplar_priority
+
             teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
             data = clip_dataset(params, store.refs(rows, champ.class_names), train=False)
             rows["confidence"], rows["priority"] = exemplar_priority(
@@ -301,6 +307,10 @@ def distil(params: Params, batch_id: str) -> dict:
     Under ``torchrun`` every process trains its share of each batch (DDP, ``vidcil.core.distributed``);
     rank 0 alone logs to MLflow and writes the checkpoint, the model and the output.
     """
+    import torch
+
+    from vidcil.core import distributed
+
     torch.set_num_threads(params.train.threads)
     group = distributed.setup()
     try:
@@ -310,6 +320,9 @@ def distil(params: Params, batch_id: str) -> dict:
 
 
 def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> dict:
+    from vidcil.core.learner import batch_epochs, did_not_learn, holdout, learn_batch, make_student
+    from vidcil.core.training import load_training_checkpoint
+
     store, champ = _store(params), champion(params)
     pending = pending_batches(store, batch_id, champ)
     class_names = class_names_for(store, champ, pending)
@@ -415,6 +428,8 @@ def _training_fingerprint(params: Params, champ, class_names: list[str], refs, e
 def _accuracy_row(model, store: Store, columns: list[str], class_names: list[str], params: Params):
     """Accuracy on each accepted batch's test videos ([columns]), on all of them, and the confusion
     matrix over ``class_names`` + classes the model does not know (never predicted)."""
+    from vidcil.core.learner import accuracy_by_group
+
     rows = store.rows(columns, "test")
     names = class_names + sorted(set(rows["label"]) - set(class_names))
     data = clip_dataset(params, store.refs(rows, names), train=False)
@@ -426,6 +441,8 @@ def _accuracy_row(model, store: Store, columns: list[str], class_names: list[str
 
 def evaluate(params: Params, batch_id: str) -> dict:
     """Challenger and champion on the test videos of every accepted batch so far."""
+    import torch
+
     torch.set_num_threads(params.train.threads)
     store, champ = _store(params), champion(params)
     columns = store.accepted(batch_id)
