@@ -15,10 +15,9 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-
-from typing import TYPE_CHECKING
 
 from vidcil.io.memory_store import KeyframeMemory, empty_memory
 
