@@ -234,6 +234,9 @@ class TrainParams(_Section):
     # After a batch with new classes (vidcil.core.models.classifier): none | wa (weight aligning)
     bias_correction: Literal["none", "wa"] = "none"
     balanced_finetune: BalancedFinetuneParams = BalancedFinetuneParams()
+    # DER++: the champion's logits are stored with each exemplar the memory takes, and on a memory clip the
+    # student's logits are pulled to them (mean squared error, this weight); 0: off (nothing stored)
+    logit_replay: float = Field(0.0, ge=0)
 
 
 DistilKind, _distil_default = _plugin(

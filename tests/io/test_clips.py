@@ -85,3 +85,17 @@ def test_60_fps_in_a_millisecond_time_base_is_a_constant_rate(tmp_path):
         write_clip(path, RealisticClip(path.name, "slide_right", "train", (0,), 426, 240, 60, 1.0, ext))
         probe = probe_video(path)
         assert not probe.variable_frame_rate and probe.fps == pytest.approx(60, abs=0.5), ext
+
+
+def test_a_dataset_with_stored_logits_yields_them_nan_padded_to_the_widest(tmp_path):
+    write_video(tmp_path / "a.mp4", moving_square(12, size=32))
+    refs = [ClipRef(tmp_path / "a.mp4", 0, logits=(1.5, -2.0)), ClipRef(tmp_path / "a.mp4", 2, logits=(0.5, 1.0, 3.0)),
+            ClipRef(tmp_path / "a.mp4", 1)]  # a clip of the new batch: nothing stored
+    data = ClipDataset(refs, clip_transform(4, 24, train=False, short_side=32), DirectDecode(short_side=32))
+    (_, y0, z0), (_, _, z1), (_, _, z2) = data[0], data[1], data[2]
+    assert y0 == 0 and z0[:2].tolist() == [1.5, -2.0] and z0[2].isnan()
+    assert z1.tolist() == [0.5, 1.0, 3.0] and z2.isnan().all()
+    x, *rest = next(iter(clip_loader(data, batch_size=3, train=False)))
+    assert x.shape[0] == 3 and rest[1].shape == (3, 3)
+    plain = ClipDataset(refs[2:], clip_transform(4, 24, train=False, short_side=32), DirectDecode(short_side=32))
+    assert len(plain[0]) == 2  # no stored logits: items as before

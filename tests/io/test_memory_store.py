@@ -78,7 +78,25 @@ def test_index_records_provenance(tmp_path):
     assert index["batches"] == ["b0"] and index["threshold"] == 0.05
     assert index["entries"][0] | {"shard": None, "bytes": None} == {
         "label": "a", "batch_id": "b0", "video": "v0.mp4", "confidence": 0.9, "priority": 0.9, "keyframes": [0, 3, 9],
-        "shard": None, "bytes": None, "side": 32, "crf": 18}
+        "shard": None, "bytes": None, "side": 32, "crf": 18, "logits": None}
+
+
+def test_logits_go_into_the_memory_with_their_exemplar_and_stay_with_it(tmp_path):
+    source = _videos(tmp_path, 3)
+    first = _ranked([("a", 0.9), ("a", 0.8)]).assign(logits=[[2.12345, -1.0], "[0.5, 0.25]"])  # a list, or CSV's JSON
+    one = build_memory(empty_memory(tmp_path / "m", 0, 0.05), first, source, tmp_path / "m/b1",
+                       budget_bytes=10**6, threshold=0.05, batches=("b0",))
+    assert one.entries.logits.tolist() == [(2.123, -1.0), (0.5, 0.25)]  # rounded: they cost index bytes
+    later = _ranked([("b", 0.0), ("b", 0.0), ("b", 0.7)]).iloc[2:].assign(logits=[[0.1, 0.2, 3.0]])
+    two = build_memory(one, later, source, tmp_path / "m/b2", budget_bytes=10**6, threshold=0.05, batches=("b0", "b1"))
+    stored = {e.video: e.logits for e in KeyframeMemory.load(tmp_path / "m/b2").entries.itertuples()}
+    assert stored == {"v0.mp4": (2.123, -1.0), "v1.mp4": (0.5, 0.25), "v2.mp4": (0.1, 0.2, 3.0)}  # old ones kept
+    refs = two.refs({"a": 0, "b": 1})
+    assert [(r.label, r.logits) for r in refs] == [(0, (2.123, -1.0)), (0, (0.5, 0.25)), (1, (0.1, 0.2, 3.0))]
+    assert all(r.path.is_file() for r in refs)
+    plain = build_memory(empty_memory(tmp_path / "p", 0, 0.05), _ranked([("a", 0.9)]), source, tmp_path / "p/b1",
+                         budget_bytes=10**6, threshold=0.05, batches=("b0",))
+    assert plain.refs({"a": 0})[0].logits is None  # no logit replay: nothing stored
 
 
 def test_priority_orders_exemplars_instead_of_confidence_when_given(tmp_path):

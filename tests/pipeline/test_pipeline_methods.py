@@ -1,5 +1,6 @@
 """The further methods through the real pipeline (MLflow on SQLite, DVC, GX, real mp4 files): a
-compressed student reusing the champion's frozen NeXtVLAD encoder, with dynamic loss weights."""
+compressed student reusing the champion's frozen NeXtVLAD encoder, with dynamic loss weights and
+DER++'s logit replay (logits stored with the memory)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from tests.conftest import tiny_params
 from vidcil.io import mlflow_registry
 from vidcil.io.moving_digits import BatchSpec, generate_stream
+from vidcil.io.store import Store
 from vidcil.pipeline.runner import run_stream
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +31,7 @@ def stream(tmp_path_factory):
             student={"arch": "mobilenet_v3_large", "reuse_encoder": True},
             distil={"kind": "encoder", "stages": ["encoder"], "distances": {"l2": 1.0, "cosine": 1.0}},
             # b001's student is another architecture: it trains epochs_first (3) epochs, not epochs (2)
-            train={"epochs_first": 3, "epochs": 2, "loss_weighting": {"kind": "dynamic"}})
+            train={"epochs_first": 3, "epochs": 2, "loss_weighting": {"kind": "dynamic"}, "logit_replay": 0.2})
         yield params, run_stream(params)
 
 
@@ -52,7 +54,18 @@ def test_dynamic_loss_weights_are_logged_epoch_by_epoch(stream):
     params, _ = stream
     version = mlflow.MlflowClient().get_model_version(params.mlflow.model_name, "2")
     history = {k: [m.value for m in sorted(mlflow.MlflowClient().get_metric_history(version.run_id, f"train_weight_{k}"),
-                                           key=lambda m: m.step)] for k in ("ce", "encoder")}
-    assert history["ce"][:2] == [1.0, 1.0] and history["encoder"][:2] == [1.0, 1.0]  # the first two epochs: fixed
+                                           key=lambda m: m.step)] for k in ("ce", "encoder", "logit_replay")}
+    assert all(h[:2] == [1.0, 1.0] for h in history.values())  # the first two epochs: fixed
     assert len(history["ce"]) == 3 and history["ce"][2] != 1.0  # then from the losses' descent rates
-    assert history["ce"][2] + history["encoder"][2] == pytest.approx(2.0)
+    assert sum(h[2] for h in history.values()) == pytest.approx(3.0)  # K tasks: weights sum to K
+
+
+def test_the_memory_stores_the_champions_logits_and_the_student_replays_them(stream):
+    params, _ = stream
+    entries = Store(params.paths.store).memory("b001", params.memory.budget_bytes, 0.0).entries
+    assert len(entries) and all(len(z) == 2 for z in entries["logits"])  # b000's two classes, as v1 saw them
+    version = mlflow.MlflowClient().get_model_version(params.mlflow.model_name, "2")
+    replayed = mlflow.MlflowClient().get_metric_history(version.run_id, "train_logit_replay")
+    weights = mlflow.MlflowClient().get_metric_history(version.run_id, "train_weight_logit_replay")
+    assert len(replayed) == 3 and all(m.value > 0 for m in replayed)  # a term of its own, weighed like the others
+    assert len(weights) == 3

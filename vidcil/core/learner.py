@@ -36,7 +36,8 @@ from vidcil.core.memory.ranking import true_class_confidence
 from vidcil.core.loader import clip_loader
 from vidcil.core.models.classifier import align_weights
 from vidcil.core.models.tsm import VideoRecognizer
-from vidcil.core.training import Convergence, TrainResult, chance_floor, default_device, embed, predict_proba, train
+from vidcil.core.training import (Convergence, TrainResult, chance_floor, default_device, embed, predict_logits,
+                                  predict_proba, train)
 from vidcil.core.weighting import LOSS_WEIGHTINGS
 
 
@@ -167,6 +168,7 @@ def learn_batch(
         student, data, epochs=epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=seed,
         teacher=teacher if config is not None else None, distiller=distiller,
         lam=config.lam if config else 0.0, ce_weight=config.ce_weight if config else 1.0,
+        logit_replay=t.logit_replay,
         stages=tuple(config.stages) if config else (), site=config.site if config else "output",
         weighting=LOSS_WEIGHTINGS.build(t.loss_weighting) if config else None,
         on_epoch=on_epoch, checkpoint=checkpoint, fingerprint=fingerprint,
@@ -188,7 +190,7 @@ def encodings(model: VideoRecognizer, data, *, batch_size: int = 16, device=None
     was = model.training
     model.to(device).eval()
     out = [model.forward_features(x.to(device), ("encoder",))[1]["encoder"].float()
-           for x, _ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers)]
+           for x, *_ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers)]
     model.train(was)
     return torch.cat(out)
 
@@ -233,12 +235,14 @@ def correct_classifier(model: VideoRecognizer, data, *, old_classes: int, train_
 
 
 def exemplar_priority(teacher: VideoRecognizer, data, selection, *, seed: tuple[int, ...] = (0,),
-                      num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(confidence [N], priority [N])`` of ``data``'s clips: the teacher's probability of each true
-    class, and the order the selection strategy (``params.memory.selection``) keeps them in."""
-    confidence = true_class_confidence(predict_proba(teacher, data, num_workers=num_workers), data.labels)
+                      num_workers: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(confidence [N], priority [N], logits [N, K])`` of ``data``'s clips: the teacher's probability of
+    each true class, the order the selection strategy (``params.memory.selection``) keeps them in, and
+    the teacher's logits (what a memory with logit replay stores with each exemplar: DER++)."""
+    logits = predict_logits(teacher, data, num_workers=num_workers)
+    confidence = true_class_confidence(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), data.labels)
     candidates = Candidates(data.labels, confidence, lambda: embed(teacher, data, num_workers=num_workers), seed)
-    return confidence, SELECTIONS.build(selection)(candidates)
+    return confidence, SELECTIONS.build(selection)(candidates), logits
 
 
 def accuracy_by_group(model: VideoRecognizer, data, groups: np.ndarray, names: list[str], *,

@@ -28,3 +28,15 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
         return F.cross_entropy(logits, labels)
     per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
     return masked_mean(per_sample, labelled)
+
+
+def stored_logit_mse(logits: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
+    """DER++'s logit replay: the squared distance between ``logits [N, K]`` and the logits stored with
+    each clip when it went into the memory, ``stored [N, K']`` (``K' <= K``: the classes known then;
+    NaN where a clip has none, e.g. a clip of the new batch, or a class added later). Per clip the mean
+    over its stored logits, then the mean over the clips that have any (0 when none)."""
+    have = ~torch.isnan(stored)
+    width = stored.shape[1]
+    diff = torch.where(have, logits[:, :width].float() - torch.nan_to_num(stored.float()), 0.0)
+    per_clip = diff.pow(2).sum(1) / have.sum(1).clamp(min=1)
+    return masked_mean(per_clip, have.any(1))

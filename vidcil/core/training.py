@@ -1,7 +1,8 @@
 """Training a student: cross-entropy, plus ``lambda * L_distil`` from a frozen teacher.
 
-``loss = ce_weight * CE(student(x), y) + lam * distiller(student_features, teacher_features)``; a
-loss weighting (:mod:`vidcil.core.weighting`) may reweigh CE and each of the distiller's terms
+``loss = ce_weight * CE(student(x), y) + lam * distiller(student_features, teacher_features)``, plus
+``logit_replay * MSE(student logits, stored logits)`` on memory clips that carry the logits stored
+with them (DER++); a loss weighting (:mod:`vidcil.core.weighting`) may reweigh CE and each of the distiller's terms
 epoch by epoch. Unlabelled clips (label -1) count in no cross-entropy (:mod:`vidcil.core.losses`).
 The teacher is
 in eval mode with gradients off; only the student's parameters get gradients. Runs on CUDA when
@@ -31,7 +32,7 @@ from torch.utils.data import Dataset
 from vidcil.core import distributed
 from vidcil.core.loader import clip_loader
 from vidcil.core.distill import Distiller
-from vidcil.core.losses import masked_cross_entropy
+from vidcil.core.losses import masked_cross_entropy, stored_logit_mse
 from vidcil.core.weighting import LossWeighting
 from vidcil.core.models.tsm import VideoRecognizer
 
@@ -79,7 +80,7 @@ def validation_score(model: VideoRecognizer, data: Dataset, *, device: torch.dev
     model.eval()
     correct = total = 0
     loss = 0.0
-    for x, y in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers):
+    for x, y, *_ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
         logits = model(x).float()
         loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
@@ -179,6 +180,7 @@ def train(
     distiller: Distiller | None = None,
     lam: float = 1.0,
     ce_weight: float = 1.0,
+    logit_replay: float = 0.0,
     stages: tuple[str, ...] = (),
     site: str = "output",
     weighting: LossWeighting | None = None,
@@ -208,6 +210,8 @@ def train(
     ``site``: where the stages' features are taken (``VideoRecognizer.forward_features``);
     ``weighting``: multipliers of CE and of the distiller's ``parts`` for each epoch, from the
     epochs before (None: fixed); the epoch's row has them as ``weight_<term>``.
+    ``logit_replay``: the weight of DER++'s term (:func:`~vidcil.core.losses.stored_logit_mse`) on the
+    clips whose dataset item carries stored logits; 0: off.
     ``convergence``: a validation set and a plateau rule; ``epochs`` is then the most it trains, each
     row has ``val_accuracy`` / ``val_loss``, and the student ends with its best epoch's weights (the
     steps spent count all epochs). Every process evaluates the whole validation set, so all stop together.
@@ -270,6 +274,9 @@ def train(
     # The tasks a weighting weighs, and their configured weights.
     parts = getattr(distiller, "parts", {"distil": 1.0}) if teacher is not None else {}
     base = {"ce": ce_weight} | {k: lam * share for k, share in parts.items()}
+    replaying = logit_replay > 0 and bool(getattr(data, "logit_width", 0))
+    if replaying:
+        base["logit_replay"] = logit_replay
     try:
         for epoch in range(result.epochs, epochs):
             if result.stopped_early:  # resumed after the plateau was found
@@ -280,19 +287,23 @@ def train(
             fixed = all(v == 1.0 for v in w.values())
             sums: dict[str, float] = {}
             correct = seen = clips = 0
-            for x, y in loader:
+            for x, y, *stored in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits, s_feats = forward(x, feature_stages, site)
                     terms = {"ce": masked_cross_entropy(logits, y)}
+                    if replaying:
+                        terms["logit_replay"] = stored_logit_mse(logits, stored[0].to(device, non_blocking=True))
                     if teacher is not None:
                         with torch.no_grad():
                             t_logits, t_feats = teacher.forward_features(x, stages, site)
                         terms.update(distiller(s_feats, t_feats, logits, t_logits))
-                        terms["loss"] = (ce_weight * terms["ce"] + lam * terms["distil"] if fixed
-                                         else sum(base[k] * w[k] * terms[k] for k in base))
+                    if fixed:
+                        terms["loss"] = ce_weight * terms["ce"] + (lam * terms["distil"] if teacher is not None else 0)
+                        if replaying:
+                            terms["loss"] = terms["loss"] + logit_replay * terms["logit_replay"]
                     else:
-                        terms["loss"] = ce_weight * terms["ce"]
+                        terms["loss"] = sum(base[k] * w[k] * terms[k] for k in base)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(terms["loss"]).backward()
                 scaler.step(opt)
@@ -345,18 +356,27 @@ def train(
 
 
 @torch.no_grad()
+def predict_logits(
+    model: VideoRecognizer, data: Dataset, *, batch_size: int = 16, device: torch.device | None = None,
+    num_workers: int = 0,
+) -> np.ndarray:
+    """Logits ``[N, K]`` for every clip of ``data`` (centre-of-segment frames), in eval mode."""
+    device = device or default_device()
+    model.to(device).eval()
+    out = []
+    for x, *_ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers,
+                             pin_memory=device.type == "cuda"):
+        out.append(model(x.to(device)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), dtype=np.float32)
+
+
 def predict_proba(
     model: VideoRecognizer, data: Dataset, *, batch_size: int = 16, device: torch.device | None = None,
     num_workers: int = 0,
 ) -> np.ndarray:
     """Softmax probabilities ``[N, K]`` for every clip of ``data`` (centre-of-segment frames)."""
-    device = device or default_device()
-    model.to(device).eval()
-    out = []
-    for x, _ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers,
-                            pin_memory=device.type == "cuda"):
-        out.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), dtype=np.float32)
+    logits = predict_logits(model, data, batch_size=batch_size, device=device, num_workers=num_workers)
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
 @torch.no_grad()
@@ -369,7 +389,7 @@ def embed(
     model.to(device).eval()
     out = []
     last = list(model.stages)[-1]
-    for x, _ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers):
+    for x, *_ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers):
         _, feats = model.forward_features(x.to(device), (last,))
         out.append(feats[last].float().mean(dim=(1, 3, 4)).cpu())
     return torch.cat(out).numpy()

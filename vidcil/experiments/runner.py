@@ -239,11 +239,13 @@ class BenchmarkRunner:
         p, learnt = params.memory, self.stream.batches[k - 1]
         refs = self.stream.refs(learnt, "train")
         data = clip_dataset(params, refs, train=False, cache=self.stream.cache)
-        confidence, priority = exemplar_priority(teacher, data, p.selection, seed=(self.seed, k),
-                                                 **loader_options(params))
+        confidence, priority, logits = exemplar_priority(teacher, data, p.selection, seed=(self.seed, k),
+                                                         **loader_options(params))
         candidates = pd.DataFrame({"batch_id": learnt.batch_id, "video": [r.video for r in refs],
                                    "label": [self.stream.classes[i] for i in data.labels],
                                    "confidence": confidence, "priority": priority})
+        if params.train.logit_replay > 0:  # DER++: the teacher's logits go into the memory with each exemplar
+            candidates["logits"] = list(logits)
         ranked = rank_exemplars(candidates, p.candidates_per_class, by="priority")
         try:
             return build_memory(memory, ranked, self.stream.frames,
@@ -255,8 +257,7 @@ class BenchmarkRunner:
                              f"(in the benchmark: experiments.memory_budget_bytes, now {p.budget_bytes})") from e
 
     def _memory_refs(self, memory: KeyframeMemory) -> list[ClipRef]:
-        return [ClipRef(memory.shard_path(e), self.stream.classes.index(e.label), e.batch_id, e.video)
-                for _, e in memory.entries.iterrows()]
+        return memory.refs({c: i for i, c in enumerate(self.stream.classes)})
 
     # -- one method's stream --------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """A dataset of labelled clips read through the decoded-frame cache (its loader: :mod:`vidcil.core.loader`).
 
-Items are ``(x [T, 3, S, S] float in [0, 1], label)``. Frames come from a frame source (the
-:class:`~vidcil.io.cache.FrameCache`), so nothing is held in memory between items: memory stays
-bounded whatever the number, size or length of the videos.
+Items are ``(x [T, 3, S, S] float in [0, 1], label)``, and a third, ``stored [K]`` (the logits stored
+with a memory clip, NaN-padded; DER++), when any clip of the dataset has stored logits. Frames come
+from a frame source (the :class:`~vidcil.io.cache.FrameCache`), so nothing is held in memory between
+items: memory stays bounded whatever the number, size or length of the videos.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ClipRef:
     batch_id: str = ""
     video: str = ""  # the path in its batch's labels.csv
     sha256: str | None = None  # the file's content hash (the cache key); computed when missing
+    logits: tuple[float, ...] | None = None  # a memory clip's logits, stored when it went in (DER++)
 
 
 class ClipDataset(Dataset):
@@ -51,16 +53,24 @@ class ClipDataset(Dataset):
 
     def __init__(self, refs: list[ClipRef], transform: Compose, source: FrameSource):
         self.refs, self.transform, self.source = list(refs), transform, source
+        # Stored logits, NaN-padded to the widest: a clip without (or with fewer classes) is masked out.
+        self.logit_width = max((len(r.logits) for r in self.refs if r.logits), default=0)
 
     def __len__(self) -> int:
         return len(self.refs)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple:
         # (index, seed) from vidcil.core.loader.SeededSampler: the transforms draw from that seed
         i, seed = key if isinstance(key, tuple) else (key, None)
         ref = self.refs[i]
         rng = np.random.default_rng(seed) if seed is not None else None
-        return self.transform(self.source.frames(ref.path, ref.sha256), rng), ref.label
+        x = self.transform(self.source.frames(ref.path, ref.sha256), rng)
+        if not self.logit_width:
+            return x, ref.label
+        stored = torch.full((self.logit_width,), float("nan"))
+        if ref.logits:
+            stored[: len(ref.logits)] = torch.as_tensor(ref.logits, dtype=torch.float32)
+        return x, ref.label, stored
 
     @property
     def labels(self) -> np.ndarray:

@@ -41,7 +41,10 @@ INDEX_RESERVE = (300, 400)
 # priority orders exemplars within a class (kept first, dropped last); it is the confidence unless
 # another selection strategy (random, herding) ranked them.
 ENTRY_COLUMNS = ["label", "batch_id", "video", "confidence", "priority", "keyframes", "shard", "bytes",
-                 "side", "crf"]  # side: the shard's short side in pixels, crf: its x264 quality
+                 "side", "crf", "logits"]  # side: the shard's short side in pixels, crf: its x264 quality;
+# logits: the teacher's logits on the video when it went in (train.logit_replay, DER++), else None
+
+LOGIT_DECIMALS = 3  # stored logits are rounded: they cost index bytes, and 1e-3 is far below their spread
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class KeyframeMemory:
         entries = pd.DataFrame(index["entries"], columns=ENTRY_COLUMNS)
         entries["priority"] = entries["priority"].fillna(entries["confidence"])  # indexes before priority
         entries["crf"] = entries["crf"].fillna(DEFAULT_CRF)  # indexes before the fit policy
+        entries["logits"] = entries["logits"].map(stored_logits)  # indexes before logit replay: None
         return cls(root, index["budget_bytes"], index["threshold"], tuple(index["batches"]), entries,
                    dict(index.get("unrepresented", {})))
 
@@ -75,6 +79,23 @@ class KeyframeMemory:
 
     def shard_path(self, entry: pd.Series) -> Path:
         return self.root / entry["shard"]
+
+    def refs(self, class_index: dict[str, int]) -> list:
+        """The exemplars as labelled clips (``ClipRef``: the shard, the class's logit index, the stored
+        logits if any) for training; ``class_index``: class name -> logit index."""
+        from vidcil.io.clips import ClipRef  # torch's: steps that only write memories start without it
+
+        return [ClipRef(self.root / e.shard, class_index[e.label], e.batch_id, e.video, logits=e.logits)
+                for e in self.entries.itertuples()]
+
+
+def stored_logits(value) -> tuple[float, ...] | None:
+    """A candidate's or entry's logits (a list, an array or its JSON text) as stored: rounded, or None."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    if value is None or (np.isscalar(value) and pd.isna(value)):
+        return None
+    return tuple(round(float(v), LOGIT_DECIMALS) for v in value)
 
 
 def empty_memory(root: Path, budget_bytes: int, threshold: float) -> KeyframeMemory:
@@ -135,7 +156,8 @@ def _entry(label, row, plan: ShardPlan, keys: list[int], frames: np.ndarray, sta
     return {"label": label, "batch_id": row.batch_id, "video": row.video,
             "confidence": float(row.confidence), "priority": float(row.priority),
             "keyframes": [int(k) for k in keys], "shard": name, "bytes": size,
-            "side": int(min(stored.shape[1:3])), "crf": int(plan.crf)}
+            "side": int(min(stored.shape[1:3])), "crf": int(plan.crf),
+            "logits": stored_logits(getattr(row, "logits", None))}
 
 
 def _refit(entry, root: Path, allowance: int, frame_policy, staging: Path) -> dict | None:
@@ -164,7 +186,8 @@ def build_memory(
     ``label``, ``batch_id``, ``video``, ``confidence``; most confident first per class), whose
     frames at the working resolution are ``frames_of(batch_id, video)`` (uint8 ``[F, h, w, 3]``, from
     the decoded-frame cache; keyframe indices count these frames); an optional ``priority`` column
-    orders them instead of the confidence. ``batches``: every batch the new memory covers. All
+    orders them instead of the confidence, an optional ``logits`` column (the teacher's, for logit
+replay) is stored with each exemplar. ``batches``: every batch the new memory covers. All
     classes, old and new, get an equal share of ``budget_bytes``; within a share the highest
     priority stays.
 
@@ -256,11 +279,11 @@ def build_memory(
     while True:
         index = {
             "budget_bytes": budget_bytes, "threshold": threshold, "batches": list(batches),
-            "entries": entries.to_dict(orient="records"),
+            "entries": [e | {"logits": stored_logits(e["logits"])} for e in entries.to_dict(orient="records")],
         }
         if missing:  # per_class_summary(entries) says what each class kept; these kept nothing
             index["unrepresented"] = {c: f"its share of {share} B is below the smallest shard" for c in missing}
-        text = json.dumps(index, indent=1)
+        text = json.dumps(index, separators=(",", ":"))  # compact: the index's bytes count in the budget
         excess = int(entries["bytes"].sum()) + len(text.encode()) - budget_bytes
         if excess <= 0 or (adapts and entries.empty):  # (a budget below an empty index: kept, said below)
             break

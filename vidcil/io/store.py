@@ -106,8 +106,4 @@ class Store:
         return replace(memory, entries=memory.entries[~memory.entries["batch_id"].isin(gone)].reset_index(drop=True))
 
     def memory_refs(self, memory: KeyframeMemory, class_names: list[str]) -> list[ClipRef]:
-        from vidcil.io.clips import ClipRef
-
-        index = {c: i for i, c in enumerate(class_names)}
-        return [ClipRef(memory.shard_path(e), index[e.label], e.batch_id, e.video)
-                for _, e in self.without_retired(memory).entries.iterrows()]
+        return self.without_retired(memory).refs({c: i for i, c in enumerate(class_names)})

@@ -31,7 +31,7 @@ from vidcil.io.validation import (
 )
 from vidcil.io.inputs import clip_dataset, frame_cache, loader_options, train_options
 from vidcil.core.memory.ranking import rank_exemplars
-from vidcil.io.memory_store import build_memory, describe_choice, frame_policy, per_class_summary
+from vidcil.io.memory_store import build_memory, describe_choice, frame_policy, per_class_summary, stored_logits
 from vidcil.core import metrics
 from vidcil.core.gates import evaluate_gates
 from vidcil.io.store import Store
@@ -235,10 +235,13 @@ def select_exemplars(params: Params, batch_id: str) -> dict:
 
             teacher, _ = mlflow_registry.load_version(params.mlflow.model_name, champ.version)
             data = clip_dataset(params, store.refs(rows, champ.class_names), train=False)
-            rows["confidence"], rows["priority"] = exemplar_priority(
+            rows["confidence"], rows["priority"], logits = exemplar_priority(
                 teacher, data, params.memory.selection, seed=(params.train.seed, len(batches)), **loader_options(params))
-            ranked = rank_exemplars(rows[["batch_id", "video", "label", "sha256", "confidence", "priority"]],
-                                    params.memory.candidates_per_class, by="priority")
+            columns = ["batch_id", "video", "label", "sha256", "confidence", "priority"]
+            if params.train.logit_replay > 0:  # DER++: stored with each exemplar the memory takes (JSON in the CSV)
+                rows["logits"] = [json.dumps(stored_logits(z)) for z in logits]
+                columns.append("logits")
+            ranked = rank_exemplars(rows[columns], params.memory.candidates_per_class, by="priority")
         result.update(teacher_version=champ.version, batches=batches, candidates=len(ranked))
     ranked.to_csv(out / "exemplars.csv", index=False)
     return write_output(params, batch_id, "select_exemplars", result)
