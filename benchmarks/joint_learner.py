@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from vidcil.config import Params
+from vidcil.experiments.report import mean_std
 from vidcil.experiments.benchmark import benchmark_params, bundled_landing, bundled_stream
 from vidcil.experiments.runner import BenchmarkRunner, load_stream, scratch_dir
 from vidcil.io.inputs import frame_cache
@@ -42,16 +43,6 @@ MODELS: dict[str, dict] = {
     "r2plus1d_diff": {"arch": "r2plus1d_10", "input": "diff"},
     "single_frame": {"arch": "resnet18", "input": "rgb", "num_segments": 1},  # the control: no motion at all
 }
-
-
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # two-sided t, by dof
-
-
-def interval(values: list[float]) -> dict:
-    """Mean and the half-width of its 95 % t interval (0 for one value: no interval)."""
-    n, mean = len(values), sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return {"mean": mean, "ci95": T95.get(n - 1, 1.96) * sd / n ** 0.5 if n > 1 else 0.0, "n": n}
 
 
 def with_model(params: Params, options: dict, frames: int | None) -> Params:
@@ -116,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
             rows.append({"model": name, "arch": p.model.arch, "input": p.model.input, "frames": p.model.num_segments,
                          "seeds": args.seeds, "per_seed": [r["accuracy"] for r in runs],
-                         "accuracy": interval([r["accuracy"] for r in runs]),
+                         "accuracy": mean_std([r["accuracy"] for r in runs]),
                          "steps": sum(r["steps"] for r in runs) / len(runs),
                          "seconds": sum(r["seconds"] for r in runs) / len(runs),
                          "parameters": runs[0]["parameters"], "classes": runs[0]["classes"],

@@ -180,7 +180,9 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
         "seeds": seeds, "ablation_seeds": ablation_seeds, "wall_seconds": round(time.perf_counter() - start, 1),
         "runs": results, "summary": summary, "ablation_summary": ablation_summary, "compute": compute, "single_frame": single_summary,
     }
-    result["targets"] = report.targets(summary, ablation_summary, compute, single_summary)
+    k = report.last_new_class_batch(result)  # forgetting is compared before batches that re-teach every class
+    after = (result["stream"]["batches"][k], report.at_batch(results, k)) if k is not None else None
+    result["targets"] = report.targets(summary, ablation_summary, compute, single_summary, after)
     write(result, out)
     (out / "partial.json").unlink(missing_ok=True)
     return result
