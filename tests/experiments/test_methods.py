@@ -1,0 +1,24 @@
+"""A benchmark row is the pipeline with that row's params: the default is params.yaml as it is, a
+published rival is the method it names without the default's extras."""
+
+from vidcil.config import Params
+from vidcil.experiments.methods import EXTENSIONS, METHODS
+
+
+def _method(name):
+    return next(m for m in METHODS + EXTENSIONS if m.name == name)
+
+
+def test_the_default_row_is_params_yaml_and_rivals_leave_its_extras_out():
+    base = Params.model_validate({"train": {"balanced_finetune": {"steps": 30, "lr": 0.01}, "logit_replay": 0.3,
+                                            "bias_correction": "wa", "lr": 0.004}}).typed()
+    default = _method("tsd").params(base)
+    assert default.model_dump() == base.model_dump()
+    for name in ("finetune", "replay", "lwf", "podnet", "replay_cosine"):
+        t = _method(name).params(base).train
+        assert (t.balanced_finetune.steps, t.logit_replay, t.bias_correction) == (0, 0.0, "none"), name
+        assert t.lr == 0.004  # what is not an extra stays the pipeline's
+    der, balanced = _method("der").params(base).train, _method("tsd_balanced").params(base).train
+    assert (der.logit_replay, der.balanced_finetune.steps) == (0.2, 0)
+    assert (balanced.balanced_finetune.steps, balanced.logit_replay) == (50, 0.0)
+    assert _method("der").params(base).distil is None and _method("tsd_der").params(base).distil.kind == "tsd"
