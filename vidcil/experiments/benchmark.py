@@ -45,7 +45,8 @@ def benchmark_params(params: Params, quick: bool = False) -> Params:
     """``params`` with the benchmark's own byte budget, clip length and frame size, for every method."""
     params = params.typed().model_copy(update={
         "memory": params.memory.model_copy(update={"budget_bytes": params.experiments.memory_budget_bytes}),
-        "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments}),
+        "model": params.model.model_copy(update={"num_segments": params.experiments.num_segments
+                                                  or params.model.num_segments}),
         "data": params.data.model_copy(update={"input_size": params.experiments.input_size,
                                                "short_side": params.experiments.input_size})})
     return quick_params(params) if quick else params
