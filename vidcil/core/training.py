@@ -2,8 +2,8 @@
 
 ``loss = ce_weight * CE(student(x), y) + lam * distiller(student_features, teacher_features)``, plus
 ``logit_replay * MSE(student logits, stored logits)`` on memory clips that carry the logits stored
-with them (DER++); a loss weighting (:mod:`vidcil.core.weighting`) may reweigh CE and each of the distiller's terms
-epoch by epoch. Unlabelled clips (label -1) count in no cross-entropy (:mod:`vidcil.core.losses`).
+with them (DER++); a loss weighting (:mod:`vidcil.core.weighting`) may reweigh CE and each of the
+other terms epoch by epoch. Unlabelled clips (label -1) count in no cross-entropy (:mod:`vidcil.core.losses`).
 The teacher is
 in eval mode with gradients off; only the student's parameters get gradients. Runs on CUDA when
 there is a GPU (bf16 autocast, channels_last) and on the CPU otherwise; a checkpoint after every
