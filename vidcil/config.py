@@ -238,13 +238,16 @@ class TrainParams(_Section):
     # DER++: the champion's logits are stored with each exemplar the memory takes, and on a memory clip the
     # student's logits are pulled to them (mean squared error, this weight); 0: off (nothing stored)
     logit_replay: float = Field(0.0, ge=0)
+    # Cross-entropy with every class of the batch + memory weighing the same (each clip 1 / its class's
+    # clips, normalised): the memory's few clips per old class against the batch's many of each new one
+    class_balanced_ce: bool = False
 
 
 DistilKind, _distil_default = _plugin(
     DISTILLERS, {"kind": "tsd", "alpha": 0.5, "lam": 1.0, "pooling": "mean", "normalize": True,
                  "stages": ["layer4"]}, nullable=True)
 SelectionKind, _selection_default = _plugin(SELECTIONS, {"kind": "confidence"})
-FramesKind, _frames_default = _plugin(FRAME_POLICIES, {"kind": "fit", "threshold": 0.06, "frames": 4})
+FramesKind, _frames_default = _plugin(FRAME_POLICIES, {"kind": "fit", "threshold": 0.06, "frames": None})
 
 
 class MemoryParams(_Section):

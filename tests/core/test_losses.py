@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vidcil.core.alignment import trajectory_shifts
 from vidcil.core.distill import DISTILLERS
@@ -100,3 +101,27 @@ def test_aligned_tsd_uses_the_teachers_trajectory_for_both():
 def test_unknown_method_names_the_choices():
     with pytest.raises(ValueError, match="unknown distiller kind 'fitnets'; known: .*tsd"):
         make_distiller("fitnets")
+
+
+def test_class_balanced_weights_make_every_present_class_weigh_the_same():
+    from vidcil.core.losses import balanced_class_weights
+
+    w = balanced_class_weights([0, 0, 0, 0, 0, 0, 1, 1, 2, -1], 4)  # 6 new clips, 2 + 1 memory clips, 1 unlabelled
+    assert torch.allclose(w, torch.tensor([9 / 18, 9 / 6, 9 / 3, 1.0]))  # class 3 has no clip: 1
+    counts = torch.tensor([6.0, 2.0, 1.0])
+    assert torch.allclose(w[:3] * counts, torch.full((3,), 3.0))  # each class's clips sum to the same weight
+    assert torch.equal(balanced_class_weights([0, 1, 2, 0, 1, 2], 3), torch.ones(3))  # balanced: plain CE
+
+
+def test_class_balanced_ce_is_the_class_weighted_mean_with_or_without_unlabelled_clips():
+    from vidcil.core.losses import masked_cross_entropy
+
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 0, 0, 1, 2])
+    w = torch.tensor([1 / 3, 1.0, 1.0])
+    per = F.cross_entropy(logits, labels, reduction="none")
+    expected = (per * w[labels]).sum() / w[labels].sum()
+    assert torch.allclose(masked_cross_entropy(logits, labels, w), expected)
+    # the majority class's mean loss and each minority clip weigh alike
+    assert torch.allclose(expected, (per[:3].mean() + per[3] + per[4]) / 3)
+    with_unlabelled = masked_cross_entropy(torch.cat([logits, torch.randn(2, 3)]), torch.cat([labels, torch.tensor([-1, -1])]), w)
+    assert torch.allclose(with_unlabelled, expected)

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import moving_square
+from vidcil.io.clips import ClipDataset, ClipRef, DirectDecode, hold_keyframes
+from vidcil.io.transforms import clip_transform
 from vidcil.io.video import decode_video, write_video
 from vidcil.core.memory.frames.adaptive import AdaptiveThreshold
 from vidcil.core.memory.frames.keyframes import select_keyframes
@@ -78,7 +80,7 @@ def test_index_records_provenance(tmp_path):
     assert index["batches"] == ["b0"] and index["threshold"] == 0.05
     assert index["entries"][0] | {"shard": None, "bytes": None} == {
         "label": "a", "batch_id": "b0", "video": "v0.mp4", "confidence": 0.9, "priority": 0.9, "keyframes": [0, 3, 9],
-        "shard": None, "bytes": None, "side": 32, "crf": 18, "logits": None}
+        "shard": None, "bytes": None, "side": 32, "crf": 18, "logits": None, "span": 12}
 
 
 def test_logits_go_into_the_memory_with_their_exemplar_and_stay_with_it(tmp_path):
@@ -177,6 +179,13 @@ def test_fit_gives_way_keyframes_then_quality_then_resolution():
     assert not fit(frames, 100)  # below an mp4's own header: nothing
 
 
+def test_fit_keeps_as_many_frames_per_video_as_the_model_samples_by_default():
+    frames = _busy()  # every frame changes: all are keyframes
+    assert len(frame_policy({"kind": "fit"}, clip_frames=8)(frames, 10**6).keys) == 8
+    assert frame_policy({"kind": "fit"}, clip_frames=6)(frames, 10**6).keys == [0, 2, 5, 8, 10, 13]
+    assert len(frame_policy({"kind": "fit", "frames": 3}, clip_frames=8)(frames, 10**6).keys) == 3  # given: as given
+
+
 def test_a_fit_memory_never_refuses_and_says_what_it_chose(tmp_path, caplog):
     source = _busy_videos(tmp_path, 6)
     one_frame = shard_size(source("b0", "v0.mp4")[:1])
@@ -243,3 +252,28 @@ def test_a_smaller_shard_trains_at_the_model_input_size():
     assert small.shape == (4, 16, 16, 3)
     clip = clip_transform(8, 32, train=True)(small, np.random.default_rng(0))
     assert tuple(clip.shape) == (8, 3, 32, 32)
+
+
+def test_a_shard_is_replayed_on_its_videos_timeline_each_keyframe_held_until_the_next(tmp_path):
+    """The keyframe rule keeps a frame when it differs from the last kept one: the frames in between are
+    (nearly) that keyframe, so the model samples a memory clip as it sampled the video itself."""
+    folder = tmp_path / "batch"
+    write_video(folder / "v0.mp4", moving_square(16, size=48, jumps=(2, 3, 12)))
+    source = lambda batch_id, video: decode_video(folder / video)  # noqa: E731
+    mem = build_memory(empty_memory(tmp_path / "m", 0, 0.05), _ranked([("a", 0.9)]), source, tmp_path / "m/b1",
+                       budget_bytes=10**6, threshold=0.05, batches=("b0",))
+    assert mem.entries.keyframes.tolist() == [[0, 2, 3, 12]] and mem.entries.span.tolist() == [16]
+    ref, = KeyframeMemory.load(tmp_path / "m/b1").refs({"a": 0})
+    assert (ref.keyframes, ref.span) == ((0, 2, 3, 12), 16)
+    transform, decode = clip_transform(8, 48, train=False, short_side=48), DirectDecode(short_side=48)
+    replayed, = ClipDataset([ref], transform, decode)[0][:1]
+    full, = ClipDataset([ClipRef(folder / "v0.mp4", 0)], transform, decode)[0][:1]
+    evenly, = ClipDataset([ClipRef(ref.path, 0)], transform, decode)[0][:1]  # positions unknown (old indexes)
+    assert (replayed - full).abs().mean() < 0.02 < (evenly - full).abs().mean()
+
+
+def test_hold_keyframes_maps_the_timeline_to_the_latest_keyframe():
+    frames = np.arange(4)[:, None]
+    assert hold_keyframes(frames, (0, 5, 6, 7), 10)[:, 0].tolist() == [0, 0, 0, 0, 0, 1, 2, 3, 3, 3]
+    assert hold_keyframes(frames, (2, 3, 4, 5), 6)[:, 0].tolist() == [0, 0, 0, 1, 2, 3]  # before the first: the first
+    assert hold_keyframes(frames, None, None) is frames and hold_keyframes(frames, (0, 1), 8) is frames  # unknown / mismatched

@@ -168,7 +168,7 @@ def learn_batch(
         student, data, epochs=epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=seed,
         teacher=teacher if config is not None else None, distiller=distiller,
         lam=config.lam if config else 0.0, ce_weight=config.ce_weight if config else 1.0,
-        logit_replay=t.logit_replay,
+        logit_replay=t.logit_replay, class_balanced=t.class_balanced_ce,
         stages=tuple(config.stages) if config else (), site=config.site if config else "output",
         weighting=LOSS_WEIGHTINGS.build(t.loss_weighting) if config else None,
         on_epoch=on_epoch, checkpoint=checkpoint, fingerprint=fingerprint,

@@ -21,13 +21,29 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
-def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the labelled clips (``labels >= 0``) of ``logits [N, K]``."""
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                         class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over the labelled clips (``labels >= 0``) of ``logits [N, K]``; with
+    ``class_weights [K]`` each clip weighs its class's weight (the weighted mean over the clips)."""
     labelled = labels >= 0
     if bool(labelled.all()):  # every clip labelled: the plain loss, bit for bit
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels, weight=class_weights)
     per_sample = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
-    return masked_mean(per_sample, labelled)
+    if class_weights is None:
+        return masked_mean(per_sample, labelled)
+    w = class_weights[labels.clamp(min=0)] * labelled
+    return (per_sample * w).sum() / w.sum().clamp(min=torch.finfo(per_sample.dtype).tiny)
+
+
+def balanced_class_weights(labels, num_classes: int) -> torch.Tensor:
+    """``[num_classes]`` weights that make every class present in ``labels`` (ints, -1: unlabelled) weigh
+    the same in a weighted mean: ``n / (classes present * n_c)``; 1 for a class with no clip."""
+    y = torch.as_tensor(labels, dtype=torch.long)
+    counts = torch.bincount(y[y >= 0], minlength=num_classes).float()
+    present = counts > 0
+    w = torch.ones(num_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w
 
 
 def stored_logit_mse(logits: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:

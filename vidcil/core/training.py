@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from vidcil.core import distributed
 from vidcil.core.loader import clip_loader
 from vidcil.core.distill import Distiller
-from vidcil.core.losses import masked_cross_entropy, stored_logit_mse
+from vidcil.core.losses import balanced_class_weights, masked_cross_entropy, stored_logit_mse
 from vidcil.core.weighting import LossWeighting
 from vidcil.core.models.tsm import VideoRecognizer
 
@@ -181,6 +181,7 @@ def train(
     lam: float = 1.0,
     ce_weight: float = 1.0,
     logit_replay: float = 0.0,
+    class_balanced: bool = False,
     stages: tuple[str, ...] = (),
     site: str = "output",
     weighting: LossWeighting | None = None,
@@ -212,6 +213,8 @@ def train(
     epochs before (None: fixed); the epoch's row has them as ``weight_<term>``.
     ``logit_replay``: the weight of DER++'s term (:func:`~vidcil.core.losses.stored_logit_mse`) on the
     clips whose dataset item carries stored logits; 0: off.
+    ``class_balanced``: each clip's CE weighs ``n / (classes * n_its_class)`` over ``data``'s labels, so a
+    class with few clips (the memory's old classes) counts as much as one with many (the batch's new ones).
     ``convergence``: a validation set and a plateau rule; ``epochs`` is then the most it trains, each
     row has ``val_accuracy`` / ``val_loss``, and the student ends with its best epoch's weights (the
     steps spent count all epochs). Every process evaluates the whole validation set, so all stop together.
@@ -275,6 +278,7 @@ def train(
     parts = getattr(distiller, "parts", {"distil": 1.0}) if teacher is not None else {}
     base = {"ce": ce_weight} | {k: lam * share for k, share in parts.items()}
     replaying = logit_replay > 0 and bool(getattr(data, "logit_width", 0))
+    class_weights = balanced_class_weights(data.labels, student.num_classes).to(device) if class_balanced else None
     if replaying:
         base["logit_replay"] = logit_replay
     try:
@@ -291,7 +295,7 @@ def train(
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits, s_feats = forward(x, feature_stages, site)
-                    terms = {"ce": masked_cross_entropy(logits, y)}
+                    terms = {"ce": masked_cross_entropy(logits, y, class_weights)}
                     if replaying:
                         terms["logit_replay"] = stored_logit_mse(logits, stored[0].to(device, non_blocking=True))
                     if teacher is not None:

@@ -19,7 +19,7 @@ from vidcil.config import Params
 TSD, POD, LWF = {"kind": "tsd"}, {"kind": "pod"}, {"kind": "lwf"}
 # What a rival runs without: the default's extras after training (bias correction, class-balanced
 # fine-tuning) and logit replay. A rival row adds back only what its name says.
-PLAIN = {"bias_correction": "none", "balanced_finetune": {"steps": 0}, "logit_replay": 0.0}
+PLAIN = {"bias_correction": "none", "balanced_finetune": {"steps": 0}, "logit_replay": 0.0, "class_balanced_ce": False}
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ METHODS: tuple[Method, ...] = (
 )
 
 # Memory ablation: TSD distillation throughout; only the memory changes. The product's memory
-# (confidence -> fit: keyframes, at most 4 per video, that always fit the byte budget) is the ``tsd``
+# (confidence -> fit: keyframes, at most model.num_segments per video, that always fit the byte budget) is the ``tsd``
 # run above; ``mem_fit_f*`` trace the trade-off at the same budget (frames per video vs videos per class).
 ABLATIONS: tuple[Method, ...] = (
     Method("mem_random", "random videos -> fit", distil=TSD, selection={"kind": "random"}),
@@ -75,8 +75,10 @@ ABLATIONS: tuple[Method, ...] = (
     Method("mem_fit_f1", "confident videos -> fit, 1 frame per video", distil=TSD, frames={"kind": "fit", "frames": 1}),
     Method("mem_fit_f2", "confident videos -> fit, at most 2 frames per video", distil=TSD,
            frames={"kind": "fit", "frames": 2}),
-    Method("mem_fit_f8", "confident videos -> fit, at most 8 frames per video", distil=TSD,
-           frames={"kind": "fit", "frames": 8}),
+    Method("mem_fit_f4", "confident videos -> fit, at most 4 frames per video", distil=TSD,
+           frames={"kind": "fit", "frames": 4}),
+    Method("mem_fit_t02", "confident videos -> fit, keyframe threshold floor 0.02", distil=TSD,
+           frames={"kind": "fit", "threshold": 0.02}),
     Method("mem_uniform8", "confident videos -> 8 uniform frames", distil=TSD, frames={"kind": "uniform", "count": 8}),
     Method("mem_uniform8_x4", "confident videos -> 8 uniform frames, 4x budget", distil=TSD,
            frames={"kind": "uniform", "count": 8}, budget_factor=4.0),
@@ -102,6 +104,7 @@ DER = PLAIN | {"logit_replay": 0.2}
 WA = PLAIN | {"bias_correction": "wa"}
 BALANCED = PLAIN | {"balanced_finetune": {"steps": 50, "lr": 0.05}}
 COSINE = {"classifier": "cosine"}
+BALANCED_CE = PLAIN | {"class_balanced_ce": True}  # class-balanced cross-entropy (weights 1 / class count)
 RIVALS: tuple[Method, ...] = (
     Method("der", "DER++ (replay + stored logits)", train=DER),
     Method("replay_wa", "replay + weight aligning (WA)", train=WA),
@@ -111,6 +114,8 @@ RIVALS: tuple[Method, ...] = (
     Method("tsd_wa", "TSD + weight aligning (WA)", distil=TSD, train=WA),
     Method("tsd_balanced", "TSD + class-balanced classifier fine-tuning", distil=TSD, train=BALANCED),
     Method("tsd_cosine", "TSD, cosine classifier", distil=TSD, model=COSINE, train=PLAIN),
+    Method("replay_bce", "replay, class-balanced CE", train=BALANCED_CE),
+    Method("tsd_bce", "TSD, class-balanced CE", distil=TSD, train=BALANCED_CE),
 )
 EXTENSIONS: tuple[Method, ...] = RIVALS + (
     Method("tsd_rgb", "TSD + memory, frames as input (rgb)", distil=TSD, model=RGB),

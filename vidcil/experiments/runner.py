@@ -251,7 +251,7 @@ class BenchmarkRunner:
             return build_memory(memory, ranked, self.stream.frames,
                                 self.workdir / name / "memory" / self.stream.batches[k].batch_id,
                                 budget_bytes=p.budget_bytes, threshold=p.frames.options().get("threshold"),
-                                batches=(*memory.batches, learnt.batch_id), frame_policy=frame_policy(p.frames))
+                                batches=(*memory.batches, learnt.batch_id), frame_policy=frame_policy(p.frames, params.model.num_segments))
         except ValueError as e:  # the pipeline's advice names its own knob; here the budget is the benchmark's
             raise ValueError(f"{name}, seed {self.seed}, memory for {self.stream.batches[k].batch_id}: {e} "
                              f"(in the benchmark: experiments.memory_budget_bytes, now {p.budget_bytes})") from e

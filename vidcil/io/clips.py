@@ -46,6 +46,21 @@ class ClipRef:
     video: str = ""  # the path in its batch's labels.csv
     sha256: str | None = None  # the file's content hash (the cache key); computed when missing
     logits: tuple[float, ...] | None = None  # a memory clip's logits, stored when it went in (DER++)
+    # A memory shard: which of the source video's ``span`` working frames its frames are (the keyframes).
+    # It is replayed as the source's timeline, each keyframe held until the next (:func:`hold_keyframes`).
+    keyframes: tuple[int, ...] | None = None
+    span: int | None = None
+
+
+def hold_keyframes(frames: np.ndarray, keyframes: tuple[int, ...] | None, span: int | None) -> np.ndarray:
+    """A shard's frames on its source video's timeline: frame ``t`` of ``span`` is the latest keyframe at
+    or before ``t`` (the keyframe rule's own assumption: a frame not kept differs little from the last
+    kept one), so a clip sampled from it keeps the source's timing — segments, motion speed, and still
+    stretches as still. Without positions (or when they do not match the shard) the frames as they are."""
+    if not keyframes or not span or len(keyframes) != len(frames) or span <= len(frames):
+        return frames
+    held = np.searchsorted(np.asarray(keyframes), np.arange(span), side="right") - 1
+    return frames[np.maximum(held, 0)]
 
 
 class ClipDataset(Dataset):
@@ -64,7 +79,7 @@ class ClipDataset(Dataset):
         i, seed = key if isinstance(key, tuple) else (key, None)
         ref = self.refs[i]
         rng = np.random.default_rng(seed) if seed is not None else None
-        x = self.transform(self.source.frames(ref.path, ref.sha256), rng)
+        x = self.transform(hold_keyframes(self.source.frames(ref.path, ref.sha256), ref.keyframes, ref.span), rng)
         if not self.logit_width:
             return x, ref.label
         stored = torch.full((self.logit_width,), float("nan"))

@@ -41,8 +41,10 @@ INDEX_RESERVE = (300, 400)
 # priority orders exemplars within a class (kept first, dropped last); it is the confidence unless
 # another selection strategy (random, herding) ranked them.
 ENTRY_COLUMNS = ["label", "batch_id", "video", "confidence", "priority", "keyframes", "shard", "bytes",
-                 "side", "crf", "logits"]  # side: the shard's short side in pixels, crf: its x264 quality;
-# logits: the teacher's logits on the video when it went in (train.logit_replay, DER++), else None
+                 "side", "crf", "logits", "span"]  # side: the shard's short side in pixels, crf: its x264 quality;
+# logits: the teacher's logits on the video when it went in (train.logit_replay, DER++), else None;
+# span: the source video's working frames, which the keyframes index (a shard is replayed at that length,
+# each keyframe held until the next one); None in indexes written before 2026-12-07 (frames repeated evenly)
 
 LOGIT_DECIMALS = 3  # stored logits are rounded: they cost index bytes, and 1e-3 is far below their spread
 
@@ -64,6 +66,7 @@ class KeyframeMemory:
         entries["priority"] = entries["priority"].fillna(entries["confidence"])  # indexes before priority
         entries["crf"] = entries["crf"].fillna(DEFAULT_CRF)  # indexes before the fit policy
         entries["logits"] = entries["logits"].map(stored_logits)  # indexes before logit replay: None
+        entries["span"] = entries["span"].map(lambda v: None if pd.isna(v) else int(v))  # before spans: None
         return cls(root, index["budget_bytes"], index["threshold"], tuple(index["batches"]), entries,
                    dict(index.get("unrepresented", {})))
 
@@ -85,8 +88,13 @@ class KeyframeMemory:
         logits if any) for training; ``class_index``: class name -> logit index."""
         from vidcil.io.clips import ClipRef  # torch's: steps that only write memories start without it
 
-        return [ClipRef(self.root / e.shard, class_index[e.label], e.batch_id, e.video, logits=e.logits)
+        return [ClipRef(self.root / e.shard, class_index[e.label], e.batch_id, e.video, logits=e.logits,
+                        keyframes=tuple(int(k) for k in e.keyframes), span=_span(e.span))
                 for e in self.entries.itertuples()]
+
+
+def _span(value) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def stored_logits(value) -> tuple[float, ...] | None:
@@ -109,9 +117,10 @@ def shard_size(frames: np.ndarray, crf: int = DEFAULT_CRF) -> int:
         return write_video(Path(tmp) / "probe.mp4", frames, crf=crf, lean=True)
 
 
-def frame_policy(options):
-    """The frame policy of ``memory.frames`` (a config or a dict with ``kind``), measuring with shards."""
-    return FRAME_POLICIES.build(options, encoded_size=shard_size)
+def frame_policy(options, clip_frames: int = 8):
+    """The frame policy of ``memory.frames`` (a config or a dict with ``kind``), measuring with shards;
+    ``clip_frames``: the frames the model samples per clip (``model.num_segments``), ``fit``'s default."""
+    return FRAME_POLICIES.build(options, encoded_size=shard_size, clip_frames=clip_frames)
 
 
 def _write_shard(frames, staging: Path, batch_id: str, video: str, crf: int = DEFAULT_CRF) -> tuple[str, int]:
@@ -148,16 +157,17 @@ def describe_choice(memory: "KeyframeMemory") -> list[str]:
     return lines
 
 
-def _entry(label, row, plan: ShardPlan, keys: list[int], frames: np.ndarray, staging: Path) -> dict:
+def _entry(label, row, plan: ShardPlan, keys: list[int], frames: np.ndarray, staging: Path,
+           span: int | None) -> dict:
     """Write ``plan``'s shard of ``frames`` (the video's frames the plan's keys index) and describe it;
-    ``keys``: the kept frames as indices of the video's working frames."""
+    ``keys``: the kept frames as indices of the video's working frames, ``span`` how many there are."""
     stored = shrink(np.asarray(frames)[plan.keys], plan.side)
     name, size = _write_shard(stored, staging, row.batch_id, row.video, plan.crf)
     return {"label": label, "batch_id": row.batch_id, "video": row.video,
             "confidence": float(row.confidence), "priority": float(row.priority),
             "keyframes": [int(k) for k in keys], "shard": name, "bytes": size,
             "side": int(min(stored.shape[1:3])), "crf": int(plan.crf),
-            "logits": stored_logits(getattr(row, "logits", None))}
+            "logits": stored_logits(getattr(row, "logits", None)), "span": span}
 
 
 def _refit(entry, root: Path, allowance: int, frame_policy, staging: Path) -> dict | None:
@@ -166,7 +176,8 @@ def _refit(entry, root: Path, allowance: int, frame_policy, staging: Path) -> di
     plan = as_plan(frame_policy(frames, allowance))
     if not plan:
         return None
-    return _entry(entry.label, entry, plan, [list(entry.keyframes)[k] for k in plan.keys], frames, staging)
+    return _entry(entry.label, entry, plan, [list(entry.keyframes)[k] for k in plan.keys], frames, staging,
+                  _span(getattr(entry, "span", None)))
 
 
 def build_memory(
@@ -256,7 +267,7 @@ replay) is stored with each exemplar. ``batches``: every batch the new memory co
                 plan = plan or as_plan(frame_policy(frames, share - used))
             if not plan:
                 break
-            entry = _entry(label, row, plan, plan.keys, frames, staging)
+            entry = _entry(label, row, plan, plan.keys, frames, staging, len(frames))
             if used + entry["bytes"] > share:
                 (staging / entry["shard"]).unlink()
                 break  # the next one has a lower priority: stop, as fit_to_share does
@@ -279,7 +290,8 @@ replay) is stored with each exemplar. ``batches``: every batch the new memory co
     while True:
         index = {
             "budget_bytes": budget_bytes, "threshold": threshold, "batches": list(batches),
-            "entries": [e | {"logits": stored_logits(e["logits"])} for e in entries.to_dict(orient="records")],
+            "entries": [e | {"logits": stored_logits(e["logits"]), "span": _span(e["span"])}
+                        for e in entries.to_dict(orient="records")],
         }
         if missing:  # per_class_summary(entries) says what each class kept; these kept nothing
             index["unrepresented"] = {c: f"its share of {share} B is below the smallest shard" for c in missing}

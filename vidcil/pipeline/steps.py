@@ -125,7 +125,7 @@ def _budget_problem(params: Params, store: Store, batch_id: str, rows: pd.DataFr
     from vidcil.core.memory.ranking import class_share
     from vidcil.io.memory_store import shard_size
 
-    if not params.memory.replay or getattr(frame_policy(params.memory.frames), "adapts", False):
+    if not params.memory.replay or getattr(frame_policy(params.memory.frames, params.model.num_segments), "adapts", False):
         return None  # an adapting frame policy (fit) makes every exemplar fit its share
 
     champ = champion(params)
@@ -271,7 +271,7 @@ def extract_keyframes(params: Params, batch_id: str) -> dict:
             previous, ranked, lambda b, v: cache.frames(store.batch_dir(b) / v, sha[b, v]), target,
             budget_bytes=params.memory.budget_bytes, threshold=_threshold(params),
             batches=tuple(sorted(set(previous.batches) | set(selection["batches"]))),
-            frame_policy=frame_policy(params.memory.frames),
+            frame_policy=frame_policy(params.memory.frames, params.model.num_segments),
         )
         for line in describe_choice(memory):
             print(f"[vidcil] {batch_id} memory: {line}", file=sys.stderr, flush=True)
