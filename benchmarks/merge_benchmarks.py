@@ -1,0 +1,62 @@
+"""One benchmark table from runs made apart: several ``vidcil benchmark --methods ...`` outputs of the same
+stream and seeds (e.g. run one after the other, or beside each other) merged into one result.
+
+    python benchmarks/merge_benchmarks.py reports/a reports/b [...] --out benchmarks/results/NAME
+
+Each input is a folder with ``benchmark.json``. They must share the stream (landing, batches, classes) and
+the seeds, and no method may appear twice. The summary, the compute comparison and the targets are
+computed again from the merged runs by the same code as ``vidcil benchmark``
+(:mod:`vidcil.experiments.report`); ``benchmark.json`` keeps each input's settings and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vidcil.experiments import report
+from vidcil.experiments.benchmark import write
+
+
+def merge(results: list[dict]) -> dict:
+    first = results[0]
+    for r in results[1:]:
+        if r["stream"] != first["stream"]:
+            raise ValueError(f"not the same stream: {r['stream']['landing']} vs {first['stream']['landing']}")
+        if r["seeds"] != first["seeds"]:
+            raise ValueError(f"not the same seeds: {r['seeds']} vs {first['seeds']}")
+    runs: dict = {}
+    for r in results:
+        twice = set(runs) & set(r["runs"])
+        if twice:
+            raise ValueError(f"methods in more than one input: {', '.join(sorted(twice))}")
+        runs |= {m: {int(s): run for s, run in seeds.items()} for m, seeds in r["runs"].items()}
+    summary = report.summarize(runs)
+    compute = report.compute_comparison(runs)
+    merged = {"stream": first["stream"], "settings": first["settings"], "seeds": first["seeds"], "ablation_seeds": [],
+              "wall_seconds": round(sum(r["wall_seconds"] for r in results), 1), "runs": runs, "summary": summary,
+              "ablation_summary": {}, "compute": compute, "single_frame": None,
+              "merged_from": [{"methods": sorted(r["runs"]), "settings": r["settings"], "wall_seconds": r["wall_seconds"]}
+                              for r in results]}
+    k = report.last_new_class_batch(merged)
+    after = (merged["stream"]["batches"][k], report.at_batch(runs, k)) if k is not None else None
+    merged["targets"] = report.targets(summary, {}, compute, None, after)
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("inputs", type=Path, nargs="+", help="folders with benchmark.json")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    merged = merge([json.loads((p / "benchmark.json").read_text()) for p in args.inputs])
+    args.out.mkdir(parents=True, exist_ok=True)
+    write(merged, args.out)
+    print((args.out / "benchmark.md").read_text())
+    print(f"written: {args.out}/benchmark.json, benchmark.md, plots/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

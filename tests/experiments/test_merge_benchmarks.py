@@ -1,0 +1,55 @@
+"""benchmarks/merge_benchmarks.py: runs made apart, one table, the targets computed again from all of them."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "merge_benchmarks.py"
+spec = importlib.util.spec_from_file_location("merge_benchmarks", SCRIPT)
+merge_benchmarks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(merge_benchmarks)
+
+STREAM = {"landing": "data/s", "batches": ["b0", "b1", "b2"], "classes": ["a", "b", "c"],
+          "batch_classes": [["a", "b"], ["c"], ["a", "b", "c"]], "rejected": {}, "train_videos": [8, 4, 12],
+          "test_videos": [4, 2, 6]}
+
+
+def _run(final: float, old_after_b1: float) -> dict:
+    matrix = [[0.9], [old_after_b1, 0.8], [0.85, final]]
+    metrics = {"final_accuracy": final, "average_incremental_accuracy": final, "forgetting_first": 0.9 - old_after_b1,
+               "mean_forgetting": 0.9 - old_after_b1, "backward_transfer": old_after_b1 - 0.9, "memory_bytes": 1000,
+               "optimizer_steps": 30, "wall_seconds": 1.0}
+    batches = [{"batch_id": b, "accuracy_all_seen": row[-1], "curve": []} for b, row in zip(STREAM["batches"], matrix)]
+    return {"metrics": metrics, "matrix": matrix, "batches": batches}
+
+
+def _result(runs: dict, seeds=(0, 1, 2)) -> dict:
+    return {"stream": STREAM, "settings": {"memory": {}}, "seeds": list(seeds), "wall_seconds": 10.0,
+            "runs": {m: {str(s): r for s, r in by_seed.items()} for m, by_seed in runs.items()}}
+
+
+def test_runs_made_apart_give_the_table_and_targets_one_run_would(tmp_path):
+    ours = _result({"tsd": {s: _run(0.90 + s / 100, 0.8 + s / 100) for s in range(3)}})
+    theirs = _result({"replay": {s: _run(0.80 + s / 100, 0.3 + s / 100) for s in range(3)}})
+    for name, r in (("a", ours), ("b", theirs)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "benchmark.json").write_text(json.dumps(r))
+    assert merge_benchmarks.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    merged = json.loads((tmp_path / "m" / "benchmark.json").read_text())
+    assert sorted(merged["runs"]) == ["replay", "tsd"] and merged["wall_seconds"] == 20.0
+    beat, forgetting = merged["targets"][:2]
+    assert beat["met"] and "+10.0 points" in beat["figure"]  # 0.91 vs 0.81, every seed 10 points apart
+    assert "after b1" in forgetting["target"] and forgetting["met"]  # 0.09 vs 0.59 before b2 re-teaches all
+    assert "| replay (CE only) |" in (tmp_path / "m" / "benchmark.md").read_text()
+
+
+def test_other_seeds_another_stream_or_a_method_twice_are_refused():
+    a = _result({"tsd": {s: _run(0.9, 0.8) for s in range(3)}})
+    with pytest.raises(ValueError, match="not the same seeds"):
+        merge_benchmarks.merge([a, _result({"replay": {0: _run(0.8, 0.3)}}, seeds=(0,))])
+    with pytest.raises(ValueError, match="not the same stream"):
+        merge_benchmarks.merge([a, _result({"replay": {}}) | {"stream": STREAM | {"landing": "data/other"}}])
+    with pytest.raises(ValueError, match="more than one input: tsd"):
+        merge_benchmarks.merge([a, a])
