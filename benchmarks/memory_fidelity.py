@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -92,16 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     params = benchmark_params(Params.load(args.params))
     torch.set_num_threads(params.train.threads)
     landing = args.landing or bundled_stream(params, False, bundled_landing(params, False, args.stream), args.stream)
-    stream = load_stream(landing, validation_rules(params), out / "validation", frame_cache(params),
-                         on_batch=lambda line: print(f"  {line}", flush=True))
+    work = scratch_dir()  # validation reports (tens of MB), memories, models: not with the results
     start, per_seed = time.perf_counter(), {}
-    for seed in args.seeds:
-        runner = BenchmarkRunner(stream, params, seed, scratch_dir())
-        model, first = runner.base_model()
-        print(f"seed {seed}: batch-0 model, accuracy {first.accuracy_all_seen:.3f}", flush=True)
-        for name in args.policies:
-            r = per_seed.setdefault(name, {})[seed] = fidelity(runner, params, name, POLICIES[name], model)
-            print(f"seed {seed} {name}: {r}", flush=True)
+    try:
+        stream = load_stream(landing, validation_rules(params), work / "validation", frame_cache(params),
+                             on_batch=lambda line: print(f"  {line}", flush=True))
+        for seed in args.seeds:
+            runner = BenchmarkRunner(stream, params, seed, work / f"seed{seed}")
+            model, first = runner.base_model()
+            print(f"seed {seed}: batch-0 model, accuracy {first.accuracy_all_seen:.3f}", flush=True)
+            for name in args.policies:
+                r = per_seed.setdefault(name, {})[seed] = fidelity(runner, params, name, POLICIES[name], model)
+                print(f"seed {seed} {name}: {r}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     rows = {}
     for name, seeds in per_seed.items():
         refused = [r["refused"] for r in seeds.values() if "refused" in r]
