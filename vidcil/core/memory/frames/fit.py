@@ -11,9 +11,9 @@ header) gets nothing.
 ``frames`` also sets how many videos a class keeps (the memory store asks :meth:`wish`): a class's
 share is split over as many videos as fit at ``frames`` frames each — ``frames: 1`` keeps many
 videos of one frame, ``frames: 8`` few videos of eight. By default (``None``) it is the number of
-frames the model samples per clip (``model.num_segments``, given as ``clip_frames``): a shard with
-fewer frames is replayed with frames repeated, and a motion model (``model.input: diff``) then sees
-half its frame differences at zero. Measured on the random-dot stream (seed 0, batch-0 model,
+frames the model samples per clip (``model.num_segments``, given as ``clip_frames``): a shard thinned
+to fewer frames is replayed with each one held over the frames dropped, and a motion model
+(``model.input: diff``) then sees those frame differences at zero. Measured on the random-dot stream (seed 0, batch-0 model,
 150 kB; README "Memory fidelity"): the champion is right on 0.35 of its own exemplars replayed from
 4-frame shards (0.97 on the same videos in full) and on 1.00 of them from 8-frame shards.
 """
