@@ -66,7 +66,7 @@ class KeyframeMemory:
         entries["priority"] = entries["priority"].fillna(entries["confidence"])  # indexes before priority
         entries["crf"] = entries["crf"].fillna(DEFAULT_CRF)  # indexes before the fit policy
         entries["logits"] = entries["logits"].map(stored_logits)  # indexes before logit replay: None
-        entries["span"] = entries["span"].map(lambda v: None if pd.isna(v) else int(v))  # before spans: None
+        entries["span"] = entries["span"].map(_span)  # indexes before spans: None
         return cls(root, index["budget_bytes"], index["threshold"], tuple(index["batches"]), entries,
                    dict(index.get("unrepresented", {})))
 
