@@ -204,6 +204,9 @@ class ConvergenceParams(_Section):
     # at least 4); 0: no split, every epoch runs (epochs_first / epochs exactly)
     patience: int = Field(3, ge=1)  # epochs in a row without a better validation accuracy, then stop
     min_epochs: int = Field(3, ge=1)  # never stop before this many
+    # a batch with a memory: its replayed clips are scored with the held-out ones (mean per-class accuracy),
+    # so the old classes count in the epoch kept; false: the held-out clips alone (the batch's classes)
+    score_memory: bool = True
 
 
 class BalancedFinetuneParams(_Section):

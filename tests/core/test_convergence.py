@@ -9,7 +9,8 @@ import torch
 from vidcil.config import GateParams, ModelParams, TrainParams
 from vidcil.core.gates import evaluate_gates
 from vidcil.core.learner import did_not_learn, holdout, learn_batch, make_student
-from vidcil.core.training import TrainResult, chance_floor, plateau_step, validation_score
+from vidcil.core.training import (Convergence, TrainResult, chance_floor, convergence_scores, plateau_step,
+                                   validation_score)
 from vidcil.io.clips import ClipRef
 from tests.core.test_channel_matching import _ClipSet
 
@@ -107,3 +108,32 @@ def test_a_model_at_chance_did_not_learn_and_is_held_with_the_reason():
     assert not decision.passed and decision.reasons == ["did not learn: training loss 0.690 stayed at chance level"]
     assert evaluate_gates(ev | {"did_not_learn": None}, GateParams(), budget_bytes=1000).passed
     assert evaluate_gates(ev, GateParams(require_learning=False), budget_bytes=1000).passed
+
+
+def test_the_memorys_classes_count_in_the_epoch_kept():
+    """A student that calls everything the new class is perfect on the batch's held-out clips (all of the
+    new class) but has forgotten the old class the memory holds: with the memory scored, the plateau
+    rule sees 0.5 (the mean per-class accuracy), not 1.0, and the held-out columns stay as they were."""
+    torch.manual_seed(0)
+    student = _student()
+    with torch.no_grad():
+        student.head.classifier.fc.bias.copy_(torch.tensor([-50.0, 50.0]))  # always class 1, the new one
+    held_out = _ClipSet(torch.rand(4, 2, 3, 32, 32), torch.tensor([1] * 4))
+    memory = _ClipSet(torch.rand(6, 2, 3, 32, 32), torch.tensor([0] * 6))
+    cpu = {"device": torch.device("cpu"), "batch_size": 4}
+    alone, row = convergence_scores(student, Convergence(held_out), **cpu)
+    assert alone[0] == 1.0 and set(row) == {"val_accuracy", "val_loss"}
+    score, row = convergence_scores(student, Convergence(held_out, memory=memory), **cpu)
+    assert score[0] == 0.5 and row["val_accuracy"] == 1.0 and row["val_memory_accuracy"] == 0.0
+    assert row["val_score"] == 0.5 and score[1] > alone[1]  # the forgotten class's loss counts too
+
+    # Through the learner: every epoch's row has the memory's columns, and the flag turns them off.
+    data = _ClipSet(torch.cat([held_out.clips, memory.clips]), torch.tensor([1] * 4 + [0] * 6))
+    rows = learn_batch(_student(), data, teacher=None, distil=None, train_options=_options(2), seed=0,
+                       validation=held_out, memory=memory).history
+    assert all({"val_memory_accuracy", "val_score"} <= set(r) for r in rows)
+    off = TrainParams(**(_options(2).model_dump() | {"convergence": {"patience": 1, "min_epochs": 1,
+                                                                      "score_memory": False}}))
+    rows = learn_batch(_student(), data, teacher=None, distil=None, train_options=off, seed=0,
+                       validation=held_out, memory=memory).history
+    assert not any("val_score" in r for r in rows)

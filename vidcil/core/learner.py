@@ -148,14 +148,15 @@ def did_not_learn(result: TrainResult, num_classes: int) -> str | None:
 def learn_batch(
     student: VideoRecognizer, data, *, teacher: VideoRecognizer | None, distil, train_options, seed: int,
     epochs: int | None = None, on_epoch: Callable | None = None, checkpoint: Path | None = None,
-    fingerprint: str = "", validation=None, **loader,
+    fingerprint: str = "", validation=None, memory=None, **loader,
 ) -> TrainResult:
     """Learn one batch: train ``student`` in place on ``data`` (the batch's training clips + the memory's).
 
     ``teacher``: the champion (None for the first batch). ``epochs``: default :func:`batch_epochs`. ``distil``: ``params.distil``, a kind of :data:`~vidcil.core.distill.DISTILLERS`,
     or None for cross-entropy only. ``validation``: clips held out of the batch (:func:`holdout`);
     with ``train_options.convergence`` it stops on their plateau and keeps the best epoch (``epochs``
-    is then the most). ``loader``: DataLoader, device and process-group switches of
+    is then the most). ``memory``: the replayed clips with evaluation transforms, scored with
+    ``validation`` when ``convergence.score_memory`` (:class:`~vidcil.core.training.Convergence`). ``loader``: DataLoader, device and process-group switches of
     :func:`~vidcil.core.training.train`.
     """
     t = train_options
@@ -172,7 +173,8 @@ def learn_batch(
         stages=tuple(config.stages) if config else (), site=config.site if config else "output",
         weighting=LOSS_WEIGHTINGS.build(t.loss_weighting) if config else None,
         on_epoch=on_epoch, checkpoint=checkpoint, fingerprint=fingerprint,
-        convergence=Convergence(validation, t.convergence.patience, t.convergence.min_epochs)
+        convergence=Convergence(validation, t.convergence.patience, t.convergence.min_epochs,
+                                memory=memory if t.convergence.score_memory else None)
         if validation is not None and len(validation) else None, **loader,
     )
     if teacher is not None:  # the classifier's bias towards the classes with many clips, corrected

@@ -58,11 +58,18 @@ class Convergence:
     A plateau at chance is not convergence: a network from scratch often sits at chance for several
     epochs before it takes off (measured on the bundled stream: stopped after 4 of 12 epochs at 0.25 on
     4 classes). Epochs count towards ``patience`` only once the best validation accuracy is above
-    chance (:func:`above_chance`); a model that never gets there trains every epoch allowed."""
+    chance (:func:`above_chance`); a model that never gets there trains every epoch allowed.
+
+    ``memory``: the replayed clips (trained on too), scored with ``validation`` so the classes only the
+    memory holds count in the choice of epoch: the score is then the mean of the per-class accuracies
+    over both sets. Without them a batch of new classes chose its epoch on the new classes alone and
+    could keep an early epoch that had not yet re-fitted the old ones (the demo's ``b001`` on
+    2026-12-07: epoch 2 of 5 kept, train accuracy 0.67, then held for losing 0.27 on the old classes)."""
 
     validation: Dataset
     patience: int = 3
     min_epochs: int = 2
+    memory: Dataset | None = None
 
 
 def chance_floor(num_classes: int, clips: int) -> float:
@@ -73,21 +80,50 @@ def chance_floor(num_classes: int, clips: int) -> float:
 
 
 @torch.no_grad()
-def validation_score(model: VideoRecognizer, data: Dataset, *, device: torch.device, batch_size: int,
-                     num_workers: int = 0) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` on ``data`` (evaluation transforms), in eval mode."""
+def _scored(model: VideoRecognizer, data: Dataset, *, device: torch.device, batch_size: int,
+            num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(labels, whether each clip was right, summed cross-entropy) of ``model`` on ``data`` in eval mode."""
     was = model.training
     model.eval()
-    correct = total = 0
-    loss = 0.0
+    labels, right, loss = [], [], 0.0
     for x, y, *_ in clip_loader(data, batch_size=batch_size, train=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
         logits = model(x).float()
         loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-        total += len(y)
+        labels.append(y.cpu())
+        right.append((logits.argmax(1) == y).cpu())
     model.train(was)
-    return correct / max(total, 1), loss / max(total, 1)
+    if not labels:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool), 0.0
+    return torch.cat(labels), torch.cat(right), loss
+
+
+def validation_score(model: VideoRecognizer, data: Dataset, *, device: torch.device, batch_size: int,
+                     num_workers: int = 0) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` on ``data`` (evaluation transforms), in eval mode."""
+    labels, right, loss = _scored(model, data, device=device, batch_size=batch_size, num_workers=num_workers)
+    return float(right.float().mean()) if len(right) else 0.0, loss / max(len(labels), 1)
+
+
+def convergence_scores(model: VideoRecognizer, convergence: Convergence, *, device: torch.device, batch_size: int,
+                       num_workers: int = 0) -> tuple[tuple[float, float], dict[str, float]]:
+    """The score the plateau rule compares (accuracy, loss) and the epoch row's validation columns.
+
+    ``val_accuracy`` / ``val_loss`` are always the held-out clips' own (what :func:`did_not_learn`
+    reads). With ``convergence.memory`` the row adds ``val_memory_accuracy`` and ``val_score``, the
+    mean per-class accuracy over held-out + memory clips, which is what the rule then compares (with
+    the mean loss over both)."""
+    kw = {"device": device, "batch_size": batch_size, "num_workers": num_workers}
+    labels, right, loss = _scored(model, convergence.validation, **kw)
+    row = {"val_accuracy": float(right.float().mean()) if len(right) else 0.0, "val_loss": loss / max(len(labels), 1)}
+    if convergence.memory is None or len(convergence.memory) == 0:
+        return (row["val_accuracy"], row["val_loss"]), row
+    m_labels, m_right, m_loss = _scored(model, convergence.memory, **kw)
+    labels, right = torch.cat([labels, m_labels]), torch.cat([right, m_right])
+    per_class = [float(right[labels == c].float().mean()) for c in labels.unique()]
+    row |= {"val_memory_accuracy": float(m_right.float().mean()) if len(m_right) else 0.0,
+            "val_score": sum(per_class) / len(per_class)}
+    return (row["val_score"], (loss + m_loss) / max(len(labels), 1)), row
 
 
 def plateau_step(score: tuple[float, float], best: tuple[float, float] | None, stale: int,
@@ -216,7 +252,8 @@ def train(
     ``class_balanced``: each clip's CE weighs ``n / (classes * n_its_class)`` over ``data``'s labels, so a
     class with few clips (the memory's old classes) counts as much as one with many (the batch's new ones).
     ``convergence``: a validation set and a plateau rule; ``epochs`` is then the most it trains, each
-    row has ``val_accuracy`` / ``val_loss``, and the student ends with its best epoch's weights (the
+    row has ``val_accuracy`` / ``val_loss`` (and, with the memory scored too, ``val_memory_accuracy`` /
+    ``val_score``: :func:`convergence_scores`), and the student ends with its best epoch's weights (the
     steps spent count all epochs). Every process evaluates the whole validation set, so all stop together.
     """
     device = device or default_device()
@@ -249,6 +286,7 @@ def train(
     feature_stages = stages if teacher is not None else ()
 
     result = TrainResult(validation_clips=len(convergence.validation) if convergence else 0)
+    scored_clips = result.validation_clips + (len(convergence.memory) if convergence and convergence.memory else 0)
     best_score, best_state, stale = None, None, 0
     state = load_training_checkpoint(checkpoint, fingerprint)
     if state is not None:
@@ -328,11 +366,11 @@ def train(
                    | ({f"weight_{k}": v for k, v in w.items()} if weighting is not None else {}))
             result.epochs += 1
             if convergence is not None:
-                score = validation_score(student, convergence.validation, device=device, batch_size=batch_size,
-                                         num_workers=num_workers)
-                row |= {"val_accuracy": score[0], "val_loss": score[1]}
+                score, columns = convergence_scores(student, convergence, device=device, batch_size=batch_size,
+                                                    num_workers=num_workers)
+                row |= columns
                 improved, stale = plateau_step(score, best_score, stale,
-                                               chance_floor(student.num_classes, result.validation_clips))
+                                               chance_floor(student.num_classes, scored_clips))
                 if improved:
                     best_score, result.best_epoch = score, result.epochs
                     best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}

@@ -49,9 +49,15 @@ class Method:
         if self.frames is not None:
             memory["frames"] = self.frames
         dump = base.model_dump()
-        sections = {k: dump[k] | getattr(self, k) for k in ("model", "student", "train") if getattr(self, k)}
+        sections = {k: _merged(dump[k], getattr(self, k)) for k in ("model", "student", "train") if getattr(self, k)}
         return Params.model_validate(dump | {"distil": distil, "memory": memory} | sections,
                                      context={"plugins": True})
+
+
+def _merged(base: dict, options: dict) -> dict:
+    """``base`` with ``options`` over it; a nested section (e.g. ``convergence``) merged key by key."""
+    return base | {k: _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                   for k, v in options.items()}
 
 
 METHODS: tuple[Method, ...] = (
@@ -116,6 +122,12 @@ RIVALS: tuple[Method, ...] = (
     Method("tsd_cosine", "TSD, cosine classifier", distil=TSD, model=COSINE, train=PLAIN),
     Method("replay_bce", "replay, class-balanced CE", train=BALANCED_CE),
     Method("tsd_bce", "TSD, class-balanced CE", distil=TSD, train=BALANCED_CE),
+    # The candidate default (2026-12-07): TSD + class-balanced fine-tuning + the keyframe threshold floor at 0.02.
+    Method("tsd_balanced_t02", "TSD + class-balanced fine-tuning, keyframe floor 0.02", distil=TSD, train=BALANCED,
+           frames={"kind": "fit", "threshold": 0.02}),
+    # The epoch kept chosen on the batch's held-out clips alone, as before 2026-12-07 (the memory not scored).
+    Method("tsd_val_new", "TSD, epoch chosen on the batch's held-out clips alone", distil=TSD,
+           train={"convergence": {"score_memory": False}}),
 )
 EXTENSIONS: tuple[Method, ...] = RIVALS + (
     Method("tsd_rgb", "TSD + memory, frames as input (rgb)", distil=TSD, model=RGB),

@@ -198,6 +198,8 @@ class BenchmarkRunner:
                             cache=self.stream.cache)
         validation = (clip_dataset(params, held, train=False, num_segments=num_segments, cache=self.stream.cache)
                       if held else None)
+        scored_memory = (clip_dataset(params, list(memory_refs), train=False, num_segments=num_segments,
+                                      cache=self.stream.cache) if held and memory_refs else None)
         student = make_student(teacher, self.stream.seen_classes(k), model=params.model, mean=params.data.mean,
                                std=params.data.std, seed=self.seed, num_segments=num_segments,
                                student=params.student)
@@ -212,7 +214,7 @@ class BenchmarkRunner:
                 on_epoch()
 
         result = learn_batch(student, data, teacher=teacher, distil=params.distil, train_options=params.train,
-                             seed=self.seed + k, validation=validation,
+                             seed=self.seed + k, validation=validation, memory=scored_memory,
                              on_epoch=epoch_done, **train_options(params))
         return student, result.steps
 

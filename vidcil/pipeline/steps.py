@@ -332,10 +332,10 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
     memory = store.memory(batch_id, params.memory.budget_bytes, _threshold(params))
     refs, held = holdout(store.refs(store.rows(pending, "train"), class_names),
                          params.train.convergence.validation_fraction, params.train.seed)
-    if params.memory.replay:
-        refs += store.memory_refs(memory, class_names)
-    data = clip_dataset(params, refs, train=True)
+    replayed = store.memory_refs(memory, class_names) if params.memory.replay else []
+    data = clip_dataset(params, refs + replayed, train=True)
     validation = clip_dataset(params, held, train=False) if held else None
+    scored_memory = clip_dataset(params, replayed, train=False) if held and replayed else None
 
     teacher = None
     if champ is not None:
@@ -345,7 +345,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
     epochs = batch_epochs(teacher.arch if teacher is not None else None, student.arch, params.train)
 
     checkpoint = run_dir(params, batch_id) / "distil_checkpoint.pt"
-    fingerprint = _training_fingerprint(params, champ, class_names, refs, epochs)
+    fingerprint = _training_fingerprint(params, champ, class_names, refs + replayed, epochs)
     finished = _finished_distil(params, batch_id, fingerprint)
     if finished is not None:  # a rerun (e.g. after a kill in register): the model is there, not retrained
         return finished if group.is_main else {"batch_id": batch_id, "rank": group.rank}
@@ -365,7 +365,7 @@ def _distil(params: Params, batch_id: str, group: distributed.ProcessGroup) -> d
         result = learn_batch(
             student, data, teacher=teacher, distil=params.distil, train_options=params.train,
             epochs=epochs, seed=params.train.seed, on_epoch=epoch_done, checkpoint=checkpoint, fingerprint=fingerprint,
-            validation=validation, group=group, **train_options(params),
+            validation=validation, memory=scored_memory, group=group, **train_options(params),
         )
     wall = time.perf_counter() - start
     if not group.is_main:
