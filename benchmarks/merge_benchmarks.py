@@ -3,8 +3,9 @@ stream and seeds (e.g. run one after the other, or beside each other) merged int
 
     python benchmarks/merge_benchmarks.py reports/a reports/b [...] --out benchmarks/results/NAME
 
-Each input is a folder with ``benchmark.json``. They must share the stream (landing, batches, classes) and
-the seeds, and no method may appear twice. The summary, the compute comparison and the targets are
+Each input is a folder with ``benchmark.json``, or with the ``partial.json`` of a benchmark stopped before
+the end (killed, out of time): its seeds are then those every one of its methods finished. They must share
+the stream (landing, batches, classes) and the seeds, and no method may appear twice. The summary, the compute comparison and the targets are
 computed again from the merged runs by the same code as ``vidcil benchmark``
 (:mod:`vidcil.experiments.report`); ``benchmark.json`` keeps each input's settings and wall time.
 """
@@ -37,20 +38,37 @@ def merge(results: list[dict]) -> dict:
     merged = {"stream": first["stream"], "settings": first["settings"], "seeds": first["seeds"], "ablation_seeds": [],
               "wall_seconds": round(sum(r["wall_seconds"] for r in results), 1), "runs": runs, "summary": summary,
               "ablation_summary": {}, "compute": compute, "single_frame": None,
-              "merged_from": [{"methods": sorted(r["runs"]), "settings": r["settings"], "wall_seconds": r["wall_seconds"]}
-                              for r in results]}
+              "merged_from": [{"methods": sorted(r["runs"]), "settings": r["settings"], "wall_seconds": r["wall_seconds"],
+                               "stopped_early": r.get("stopped_early", False)} for r in results]}
     k = report.last_new_class_batch(merged)
     after = (merged["stream"]["batches"][k], report.at_batch(runs, k)) if k is not None else None
     merged["targets"] = report.targets(summary, {}, compute, None, after)
     return merged
 
 
+def load(folder: Path) -> dict:
+    """A benchmark's result: ``benchmark.json``, else a stopped run's ``partial.json`` cut to the seeds
+    every method finished (refused when there is none)."""
+    if (folder / "benchmark.json").is_file():
+        return json.loads((folder / "benchmark.json").read_text())
+    if not (folder / "partial.json").is_file():
+        raise FileNotFoundError(f"{folder}: neither benchmark.json nor partial.json (a benchmark's --out folder?)")
+    partial = json.loads((folder / "partial.json").read_text())
+    if "stream" not in partial:
+        raise ValueError(f"{folder}/partial.json was written before 2026-12-07 (runs only, no stream): rerun it")
+    done = [s for s in partial["seeds"] if all(str(s) in by_seed for by_seed in partial["runs"].values())]
+    if not done:
+        raise ValueError(f"{folder}/partial.json: no seed finished by every method ({', '.join(partial['runs'])})")
+    runs = {m: {str(s): by_seed[str(s)] for s in done} for m, by_seed in partial["runs"].items()}
+    return partial | {"seeds": done, "runs": runs, "stopped_early": True}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("inputs", type=Path, nargs="+", help="folders with benchmark.json")
+    ap.add_argument("inputs", type=Path, nargs="+", help="folders with benchmark.json (or a stopped run's partial.json)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    merged = merge([json.loads((p / "benchmark.json").read_text()) for p in args.inputs])
+    merged = merge([load(p) for p in args.inputs])
     args.out.mkdir(parents=True, exist_ok=True)
     write(merged, args.out)
     print((args.out / "benchmark.md").read_text())

@@ -129,6 +129,16 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     total = sum(p.train.epochs_first * (bases + single_frame) + sum(epochs(m) for m in methods)  # progress
                 for methods in runs.values())
     results: dict[str, dict[int, dict]] = {m.name: {} for m in chosen + list(ABLATIONS if ablation_seeds else ())}
+    about = {  # what a result says about its stream and settings (partial.json has it too)
+        "stream": {"landing": str(landing), "batches": [b.batch_id for b in stream.batches],
+                   "classes": stream.classes,
+                   "batch_classes": [sorted(set(b.rows["label"])) for b in stream.batches], "rejected": stream.rejected,
+                   "train_videos": [int((b.rows["split"] == "train").sum()) for b in stream.batches],
+                   "test_videos": [int((b.rows["split"] == "test").sum()) for b in stream.batches]},
+        "settings": {"quick": quick, **{k: v for k, v in p.model_dump(mode="json").items()
+                                        if k in ("model", "train", "distil", "memory")},
+                     "device": "cuda" if torch.cuda.is_available() else f"cpu ({p.train.threads} threads)"},
+    }
     single: dict[str, list[float]] = {"single_frame": [], "temporal": []}
     start = time.perf_counter()
     work = scratch_dir()
@@ -151,7 +161,10 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
                     run = runner.run(method, on_epoch=advance)
                     results[method.name][seed] = {"metrics": run.metrics(), "matrix": run.matrix(),
                                                   "batches": [vars(b) for b in run.batches]}
-                    (out / "partial.json").write_text(json.dumps(results))  # a crash keeps what is done
+                    # A crash or a kill keeps what is done, in the result's shape: merge_benchmarks.py makes a
+                    # table of the seeds every method finished.
+                    (out / "partial.json").write_text(json.dumps(about | {
+                        "seeds": seeds, "wall_seconds": round(time.perf_counter() - start, 1), "runs": results}))
                     m = run.metrics()
                     console.print(f"seed {seed} {method.name:16s} final {m['final_accuracy']:.3f}  "
                                   f"forgetting {m['mean_forgetting']:.3f}  memory {m['memory_bytes'] / 1e3:.0f} kB  "
@@ -169,15 +182,7 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
     ablation_summary = report.summarize(on_ablation_seeds)  # TSD on the same seeds as its ablations
     compute = report.compute_comparison(results)
     single_summary = {k: report.mean_std(v) for k, v in single.items()} if single_frame else None
-    result = {
-        "stream": {"landing": str(landing), "batches": [b.batch_id for b in stream.batches],
-                   "classes": stream.classes,
-                   "batch_classes": [sorted(set(b.rows["label"])) for b in stream.batches], "rejected": stream.rejected,
-                   "train_videos": [int((b.rows["split"] == "train").sum()) for b in stream.batches],
-                   "test_videos": [int((b.rows["split"] == "test").sum()) for b in stream.batches]},
-        "settings": {"quick": quick, **{k: v for k, v in p.model_dump(mode="json").items()
-                                        if k in ("model", "train", "distil", "memory")},
-                     "device": "cuda" if torch.cuda.is_available() else f"cpu ({p.train.threads} threads)"},
+    result = about | {
         "seeds": seeds, "ablation_seeds": ablation_seeds, "wall_seconds": round(time.perf_counter() - start, 1),
         "runs": results, "summary": summary, "ablation_summary": ablation_summary, "compute": compute, "single_frame": single_summary,
     }
