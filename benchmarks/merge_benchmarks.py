@@ -48,7 +48,7 @@ def merge(results: list[dict]) -> dict:
 
 def load(folder: Path) -> dict:
     """A benchmark's result: ``benchmark.json``, else a stopped run's ``partial.json`` cut to the seeds
-    every method finished (refused when there is none)."""
+    every method finished, the memory ablation left out (refused when no seed is complete)."""
     if (folder / "benchmark.json").is_file():
         return json.loads((folder / "benchmark.json").read_text())
     if not (folder / "partial.json").is_file():
@@ -56,11 +56,13 @@ def load(folder: Path) -> dict:
     partial = json.loads((folder / "partial.json").read_text())
     if "stream" not in partial:
         raise ValueError(f"{folder}/partial.json was written before 2026-12-07 (runs only, no stream): rerun it")
-    done = [s for s in partial["seeds"] if all(str(s) in by_seed for by_seed in partial["runs"].values())]
+    # The memory ablation runs on its own seeds only (experiments.ablation_seeds): left out of a stopped run.
+    methods = {m: by_seed for m, by_seed in partial["runs"].items() if m not in partial.get("ablation", [])}
+    done = [s for s in partial["seeds"] if all(str(s) in by_seed for by_seed in methods.values())]
     if not done:
-        raise ValueError(f"{folder}/partial.json: no seed finished by every method ({', '.join(partial['runs'])})")
-    runs = {m: {str(s): by_seed[str(s)] for s in done} for m, by_seed in partial["runs"].items()}
-    return partial | {"seeds": done, "runs": runs, "stopped_early": True}
+        raise ValueError(f"{folder}/partial.json: no seed finished by every method ({', '.join(methods)})")
+    runs = {m: {str(s): by_seed[str(s)] for s in done} for m, by_seed in methods.items()}
+    return partial | {"seeds": done, "ablation_seeds": [], "runs": runs, "stopped_early": True}
 
 
 def main(argv: list[str] | None = None) -> int:

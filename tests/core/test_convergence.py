@@ -59,6 +59,10 @@ def test_the_plateau_rule_counts_only_once_learning_started():
     assert _run(rising_then_flat) == (5, 3)  # two epochs without a better one after 0.8: stop, keep epoch 3
     assert _run([(0.8, 0.6), (0.8, 0.5), (0.8, 0.4), (0.8, 0.45), (0.8, 0.5)]) == (5, 3)  # a lower loss is better
     assert chance_floor(2, 8) > 0.5 and chance_floor(2, 800) < 0.55 and chance_floor(10, 40) < 0.2
+    # Scored with the memory's (trained-on) clips the score clears chance at once: whether learning started
+    # is then the held-out clips' to say, and no epoch counts before it.
+    assert plateau_step((0.8, 0.5), (0.9, 0.4), 0, 0.6, started=False) == (False, 0)
+    assert plateau_step((0.8, 0.5), (0.9, 0.4), 1, 0.6, started=True) == (False, 2)
 
 
 def test_training_keeps_the_best_epoch_and_resumes_after_it(tmp_path):

@@ -57,12 +57,14 @@ def test_other_seeds_another_stream_or_a_method_twice_are_refused():
 
 def test_a_stopped_benchmark_gives_the_table_of_the_seeds_every_method_finished(tmp_path):
     partial = _result({"tsd": {s: _run(0.9, 0.8) for s in range(3)},
-                       "replay": {s: _run(0.8, 0.3) for s in range(2)}})  # killed during replay's seed 2
+                       "replay": {s: _run(0.8, 0.3) for s in range(2)},  # killed during replay's seed 2
+                       "mem_random": {0: _run(0.85, 0.7)}}) | {"ablation": ["mem_random"]}  # the ablation: seed 0
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "partial.json").write_text(json.dumps(partial))
     assert merge_benchmarks.main([str(tmp_path / "a"), "--out", str(tmp_path / "m")]) == 0
     merged = json.loads((tmp_path / "m" / "benchmark.json").read_text())
-    assert merged["seeds"] == [0, 1] and all(sorted(r) == ["0", "1"] for r in merged["runs"].values())
+    assert merged["seeds"] == [0, 1] and sorted(merged["runs"]) == ["replay", "tsd"]
+    assert all(sorted(r) == ["0", "1"] for r in merged["runs"].values())
     assert merged["merged_from"][0]["stopped_early"]
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "partial.json").write_text(json.dumps(partial["runs"]))  # runs only, as before

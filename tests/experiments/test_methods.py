@@ -22,3 +22,14 @@ def test_the_default_row_is_params_yaml_and_rivals_leave_its_extras_out():
     assert (der.logit_replay, der.balanced_finetune.steps) == (0.2, 0)
     assert (balanced.balanced_finetune.steps, balanced.logit_replay) == (50, 0.0)
     assert _method("der").params(base).distil is None and _method("tsd_der").params(base).distil.kind == "tsd"
+
+
+def test_a_row_sets_one_key_of_a_section_and_a_plugin_of_another_kind_replaces_the_base():
+    from vidcil.experiments.methods import R50
+    base = Params.model_validate({"train": {"convergence": {"patience": 5, "validation_fraction": 0.2}},
+                                  "model": {"head": {"kind": "nextvlad", "expansion": 2, "groups": 8,
+                                                     "clusters": 16, "hidden": 256}}}).typed()
+    c = _method("tsd_val_new").params(base).train.convergence
+    assert (c.score_memory, c.patience, c.validation_fraction) == (False, 5, 0.2)  # the rest stays the base's
+    head = _method("r50_tsd").params(base).model.head
+    assert head.model_dump() == Params.model_validate({"model": R50}).typed().model_dump()["model"]["head"]

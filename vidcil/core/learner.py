@@ -136,8 +136,8 @@ def did_not_learn(result: TrainResult, num_classes: int) -> str | None:
         return (f"training loss {last['ce']:.3f} stayed at chance level (ln {num_classes} = "
                 f"{math.log(num_classes):.3f}) after {result.epochs} epoch(s)")
     n = result.validation_clips
-    if n >= 2 * num_classes and result.best_epoch:
-        best = result.history[result.best_epoch - 1]["val_accuracy"]
+    if n >= 2 * num_classes and result.best_epoch:  # the best held-out accuracy of any epoch
+        best = max(r["val_accuracy"] for r in result.history if "val_accuracy" in r)
         floor = chance_floor(num_classes, n)
         if best <= floor:
             return (f"validation accuracy {best:.3f} on {n} held-out clips is not above chance "

@@ -127,13 +127,16 @@ def convergence_scores(model: VideoRecognizer, convergence: Convergence, *, devi
 
 
 def plateau_step(score: tuple[float, float], best: tuple[float, float] | None, stale: int,
-                 floor: float) -> tuple[bool, int]:
+                 floor: float, *, started: bool | None = None) -> tuple[bool, int]:
     """One epoch of the plateau rule: (whether ``score`` (accuracy, loss) beats ``best`` — higher accuracy,
     or the same with a lower loss —, epochs without a better one). Epochs are not counted while the best
-    accuracy is at or under ``floor`` (chance): learning has not started, so there is nothing to converge."""
+    accuracy is at or under ``floor`` (chance): learning has not started, so there is nothing to converge.
+    ``started``: whether learning started, when another figure than ``score`` tells (the held-out clips'
+    accuracy, when the score includes the memory's trained-on clips)."""
     if best is None or score[0] > best[0] or (score[0] == best[0] and score[1] < best[1]):
         return True, 0
-    return False, stale + 1 if best[0] > floor else stale
+    started = best[0] > floor if started is None else started
+    return False, stale + 1 if started else stale
 
 
 def default_device() -> torch.device:
@@ -286,7 +289,6 @@ def train(
     feature_stages = stages if teacher is not None else ()
 
     result = TrainResult(validation_clips=len(convergence.validation) if convergence else 0)
-    scored_clips = result.validation_clips + (len(convergence.memory) if convergence and convergence.memory else 0)
     best_score, best_state, stale = None, None, 0
     state = load_training_checkpoint(checkpoint, fingerprint)
     if state is not None:
@@ -369,8 +371,11 @@ def train(
                 score, columns = convergence_scores(student, convergence, device=device, batch_size=batch_size,
                                                     num_workers=num_workers)
                 row |= columns
-                improved, stale = plateau_step(score, best_score, stale,
-                                               chance_floor(student.num_classes, scored_clips))
+                # Learning has started once the held-out clips beat chance: the memory's clips are trained on,
+                # so the score with them clears chance from the first epoch whatever the new classes do.
+                floor = chance_floor(student.num_classes, result.validation_clips)
+                held_out_best = max(r["val_accuracy"] for r in result.history + [row] if "val_accuracy" in r)
+                improved, stale = plateau_step(score, best_score, stale, floor, started=held_out_best > floor)
                 if improved:
                     best_score, result.best_epoch = score, result.epochs
                     best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}

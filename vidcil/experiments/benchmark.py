@@ -164,7 +164,8 @@ def run_benchmark(params: Params, out: Path, *, landing: Path | None = None, see
                     # A crash or a kill keeps what is done, in the result's shape: merge_benchmarks.py makes a
                     # table of the seeds every method finished.
                     (out / "partial.json").write_text(json.dumps(about | {
-                        "seeds": seeds, "wall_seconds": round(time.perf_counter() - start, 1), "runs": results}))
+                        "seeds": seeds, "ablation_seeds": ablation_seeds, "ablation": [a.name for a in ABLATIONS],
+                        "wall_seconds": round(time.perf_counter() - start, 1), "runs": results}))
                     m = run.metrics()
                     console.print(f"seed {seed} {method.name:16s} final {m['final_accuracy']:.3f}  "
                                   f"forgetting {m['mean_forgetting']:.3f}  memory {m['memory_bytes'] / 1e3:.0f} kB  "

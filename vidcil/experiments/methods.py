@@ -55,9 +55,11 @@ class Method:
 
 
 def _merged(base: dict, options: dict) -> dict:
-    """``base`` with ``options`` over it; a nested section (e.g. ``convergence``) merged key by key."""
-    return base | {k: _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-                   for k, v in options.items()}
+    """``base`` with ``options`` over it; a nested section (e.g. ``convergence``) merged key by key, but a
+    plugin of another ``kind`` (a head, a loss weighting) replaces the base's whole: its options are its own."""
+    def same_section(old, new) -> bool:
+        return isinstance(old, dict) and isinstance(new, dict) and new.get("kind", old.get("kind")) == old.get("kind")
+    return base | {k: _merged(base[k], v) if same_section(base.get(k), v) else v for k, v in options.items()}
 
 
 METHODS: tuple[Method, ...] = (
