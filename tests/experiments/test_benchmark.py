@@ -103,7 +103,8 @@ def test_a_budget_too_small_for_one_exemplar_names_the_method_batch_and_the_benc
                                          r".*experiments\.memory_budget_bytes, now 500"):
         run_benchmark(Params(), tmp_path / "out", landing=landing, quick=True, ablation=False, single_frame=False)
     finished = json.loads((tmp_path / "out" / "partial.json").read_text())
-    assert list(finished["finetune"]) == ["0"]  # the runs before the failure are kept
+    assert list(finished["runs"]["finetune"]) == ["0"]  # the runs before the failure are kept
+    assert finished["stream"]["batches"][:2] == ["b000", "b001"] and finished["seeds"] == [0]  # a table's makings
 
 
 def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, monkeypatch, capsys):
