@@ -9,8 +9,7 @@ import torch
 from vidcil.config import GateParams, ModelParams, TrainParams
 from vidcil.core.gates import evaluate_gates
 from vidcil.core.learner import did_not_learn, holdout, learn_batch, make_student
-from vidcil.core.training import (Convergence, TrainResult, chance_floor, convergence_scores, plateau_step,
-                                   validation_score)
+from vidcil.core.training import Convergence, TrainResult, chance_floor, convergence_scores, plateau_step
 from vidcil.io.clips import ClipRef
 from tests.core.test_channel_matching import _ClipSet
 
@@ -76,7 +75,7 @@ def test_training_keeps_the_best_epoch_and_resumes_after_it(tmp_path):
     assert result.validation_clips == 8 and all({"val_accuracy", "val_loss"} <= set(row) for row in result.history)
     best = result.history[result.best_epoch - 1]
     assert all(r["val_accuracy"] <= best["val_accuracy"] for r in result.history)
-    acc, loss = validation_score(student, validation, device=torch.device("cpu"), batch_size=4)
+    (acc, loss), _ = convergence_scores(student, Convergence(validation), device=torch.device("cpu"), batch_size=4)
     assert acc == best["val_accuracy"] and math.isclose(loss, best["val_loss"], rel_tol=1e-5)  # the best weights
     assert result.steps == result.epochs * 4  # every step spent is counted, not only the best epoch's
 

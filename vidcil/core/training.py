@@ -98,13 +98,6 @@ def _scored(model: VideoRecognizer, data: Dataset, *, device: torch.device, batc
     return torch.cat(labels), torch.cat(right), loss
 
 
-def validation_score(model: VideoRecognizer, data: Dataset, *, device: torch.device, batch_size: int,
-                     num_workers: int = 0) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` on ``data`` (evaluation transforms), in eval mode."""
-    labels, right, loss = _scored(model, data, device=device, batch_size=batch_size, num_workers=num_workers)
-    return float(right.float().mean()) if len(right) else 0.0, loss / max(len(labels), 1)
-
-
 def convergence_scores(model: VideoRecognizer, convergence: Convergence, *, device: torch.device, batch_size: int,
                        num_workers: int = 0) -> tuple[tuple[float, float], dict[str, float]]:
     """The score the plateau rule compares (accuracy, loss) and the epoch row's validation columns.
@@ -113,15 +106,18 @@ def convergence_scores(model: VideoRecognizer, convergence: Convergence, *, devi
     reads). With ``convergence.memory`` the row adds ``val_memory_accuracy`` and ``val_score``, the
     mean per-class accuracy over held-out + memory clips, which is what the rule then compares (with
     the mean loss over both)."""
+    def accuracy(right: torch.Tensor) -> float:
+        return float(right.float().mean()) if len(right) else 0.0
+
     kw = {"device": device, "batch_size": batch_size, "num_workers": num_workers}
     labels, right, loss = _scored(model, convergence.validation, **kw)
-    row = {"val_accuracy": float(right.float().mean()) if len(right) else 0.0, "val_loss": loss / max(len(labels), 1)}
+    row = {"val_accuracy": accuracy(right), "val_loss": loss / max(len(labels), 1)}
     if convergence.memory is None or len(convergence.memory) == 0:
         return (row["val_accuracy"], row["val_loss"]), row
     m_labels, m_right, m_loss = _scored(model, convergence.memory, **kw)
     labels, right = torch.cat([labels, m_labels]), torch.cat([right, m_right])
-    per_class = [float(right[labels == c].float().mean()) for c in labels.unique()]
-    row |= {"val_memory_accuracy": float(m_right.float().mean()) if len(m_right) else 0.0,
+    per_class = [accuracy(right[labels == c]) for c in labels.unique()]
+    row |= {"val_memory_accuracy": accuracy(m_right),
             "val_score": sum(per_class) / len(per_class)}
     return (row["val_score"], (loss + m_loss) / max(len(labels), 1)), row
 
