@@ -366,7 +366,11 @@ def train(
             if convergence is not None:
                 score, columns = convergence_scores(student, convergence, device=device, batch_size=batch_size,
                                                     num_workers=num_workers)
-                row |= columns
+                # Every process scores the same clips with the same weights; rank 0's figures decide for all,
+                # so a last-digit difference between GPUs cannot make two processes keep different epochs.
+                row |= {k: float(v) for k, v in zip(columns, distributed.broadcast_from_main(
+                    torch.tensor(list(columns.values()), dtype=torch.float64), device).tolist())}
+                score = tuple(distributed.broadcast_from_main(torch.tensor(score, dtype=torch.float64), device).tolist())
                 # Learning has started once the held-out clips beat chance: the memory's clips are trained on,
                 # so the score with them clears chance from the first epoch whatever the new classes do.
                 floor = chance_floor(student.num_classes, result.validation_clips)
