@@ -26,7 +26,7 @@ def _run(final: float, old_after_b1: float) -> dict:
 
 
 def _result(runs: dict, seeds=(0, 1, 2)) -> dict:
-    return {"stream": STREAM, "settings": {"memory": {}}, "seeds": list(seeds), "wall_seconds": 10.0,
+    return {"stream": STREAM, "settings": {"memory": {}, "device": "cpu"}, "seeds": list(seeds), "wall_seconds": 10.0,
             "runs": {m: {str(s): r for s, r in by_seed.items()} for m, by_seed in runs.items()}}
 
 
@@ -74,3 +74,28 @@ def test_a_stopped_benchmark_gives_the_table_of_the_seeds_every_method_finished(
     (tmp_path / "none" / "partial.json").write_text(json.dumps(_result({"tsd": {0: _run(0.9, 0.8)}, "replay": {}})))
     with pytest.raises(ValueError, match="no seed finished by every method"):
         merge_benchmarks.load(tmp_path / "none")
+
+
+def test_a_row_run_under_an_earlier_default_is_renamed_and_a_5_seed_run_cut_to_3(tmp_path):
+    five = _result({"replay": {s: _run(0.80, 0.3) for s in range(5)}}, seeds=range(5))
+    old_default = _result({"tsd": {s: _run(0.85, 0.5) for s in range(3)}})
+    new_default = _result({"tsd_balanced_t02": {s: _run(0.9, 0.8) for s in range(3)}})
+    for name, r in (("five", five), ("old", old_default), ("new", new_default)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "benchmark.json").write_text(json.dumps(r))
+    assert merge_benchmarks.main([str(tmp_path / "old"), "--rename", "tsd=tsd_plain", "--out", str(tmp_path / "o")]) == 0
+    assert merge_benchmarks.main([str(tmp_path / "new"), "--rename", "tsd_balanced_t02=tsd",
+                                  "--out", str(tmp_path / "n")]) == 0
+    assert merge_benchmarks.main([str(tmp_path / p) for p in ("five", "o", "n")]
+                                 + ["--seeds", "0", "1", "2", "--out", str(tmp_path / "m")]) == 0
+    merged = json.loads((tmp_path / "m" / "benchmark.json").read_text())
+    assert sorted(merged["runs"]) == ["replay", "tsd", "tsd_plain"] and merged["seeds"] == [0, 1, 2]
+    assert sorted(merged["runs"]["replay"]) == ["0", "1", "2"]  # seeds 3 and 4 left out
+    assert merged["merged_from"][2]["merged_from"][0]["renamed"] == {"tsd_balanced_t02": "tsd"}
+    assert merged["targets"][0]["figure"].startswith("0.900")  # the renamed row is the default's
+    with pytest.raises(ValueError, match=r"did not run seed\(s\) 4"):
+        merge_benchmarks.merge([old_default], seeds=[0, 4])
+    with pytest.raises(ValueError, match="not a method: tsd_old"):
+        merge_benchmarks.merge([old_default], rename={"tsd": "tsd_old"})
+    with pytest.raises(SystemExit):
+        merge_benchmarks.main([str(tmp_path / "old"), "--rename", "tsd", "--out", str(tmp_path / "x")])

@@ -33,3 +33,15 @@ def test_a_row_sets_one_key_of_a_section_and_a_plugin_of_another_kind_replaces_t
     assert (c.score_memory, c.patience, c.validation_fraction) == (False, 5, 0.2)  # the rest stays the base's
     head = _method("r50_tsd").params(base).model.head
     assert head.model_dump() == Params.model_validate({"model": R50}).typed().model_dump()["model"]["head"]
+
+
+def test_a_row_of_the_same_frames_policy_keeps_the_bases_other_settings():
+    from vidcil.experiments.methods import ABLATIONS
+    base = Params.model_validate({"memory": {"frames": {"kind": "fit", "threshold": 0.03, "frames": 6}}}).typed()
+    rows = {m.name: m.params(base).memory.frames for m in ABLATIONS + METHODS + EXTENSIONS}
+    assert (rows["mem_fit_f2"].frames, rows["mem_fit_f2"].threshold) == (2, 0.03)  # only the frames per video change
+    assert (rows["tsd_plain"].threshold, rows["tsd_plain"].frames) == (0.06, 6)
+    assert rows["mem_uniform8"].kind == "uniform" and not hasattr(rows["mem_uniform8"], "threshold")
+    assert rows["replay"] == rows["tsd"]  # every memory method holds the product's memory unless its name says
+    plain = _method("tsd_plain").params(Params().typed()).train
+    assert plain.balanced_finetune.steps == 0

@@ -46,8 +46,9 @@ class Method:
         memory = base.memory.model_dump() | {
             "replay": self.replay, "selection": self.selection,
             "budget_bytes": int(base.memory.budget_bytes * self.budget_factor)}
-        if self.frames is not None:
-            memory["frames"] = self.frames
+        if self.frames is not None:  # over the base's (a policy of another kind replaces it)
+            given = memory["frames"]
+            memory["frames"] = _merged(given, self.frames) if self.frames["kind"] == given["kind"] else self.frames
         dump = base.model_dump()
         sections = {k: _merged(dump[k], getattr(self, k)) for k in ("model", "student", "train") if getattr(self, k)}
         return Params.model_validate(dump | {"distil": distil, "memory": memory} | sections,
@@ -67,14 +68,14 @@ METHODS: tuple[Method, ...] = (
     Method("replay", "replay (CE only)", train=PLAIN),
     Method("lwf", "LwF + replay", distil=LWF, train=PLAIN),
     Method("podnet", "PODNet-style (C·T) + replay", distil=POD, train=PLAIN),
-    Method("tsd", "the default (params.yaml): TSD + dual-granularity memory, fit", distil=TSD),
+    Method("tsd", "the default (params.yaml): TSD + class-balanced fine-tuning, memory fit", distil=TSD),
     Method("tsd_align", "TSD + trajectory alignment", distil=TSD | {"align": True}),
     Method("joint", "joint retraining (upper bound)", replay=False, joint=True),
 )
 
-# Memory ablation: TSD distillation throughout; only the memory changes. The product's memory
-# (confidence -> fit: keyframes, at most model.num_segments per video, that always fit the byte budget) is the ``tsd``
-# run above; ``mem_fit_f*`` trace the trade-off at the same budget (frames per video vs videos per class).
+# Memory ablation: the default's training throughout (TSD, classifier fine-tuning); only the memory changes. The
+# product's memory (confidence -> fit: keyframes, at most model.num_segments per video, that always fit the byte
+# budget) is the ``tsd`` run above; ``mem_fit_f*`` trace the trade-off at the same budget (frames per video vs videos per class).
 ABLATIONS: tuple[Method, ...] = (
     Method("mem_random", "random videos -> fit", distil=TSD, selection={"kind": "random"}),
     Method("mem_herding", "herding (iCaRL) -> fit", distil=TSD, selection={"kind": "herding"}),
@@ -124,9 +125,14 @@ RIVALS: tuple[Method, ...] = (
     Method("tsd_cosine", "TSD, cosine classifier", distil=TSD, model=COSINE, train=PLAIN),
     Method("replay_bce", "replay, class-balanced CE", train=BALANCED_CE),
     Method("tsd_bce", "TSD, class-balanced CE", distil=TSD, train=BALANCED_CE),
-    # The candidate default (2026-12-07): TSD + class-balanced fine-tuning + the keyframe threshold floor at 0.02.
+    # The default's settings spelled out (the candidate default until 2026-12-07, the default since).
     Method("tsd_balanced_t02", "TSD + class-balanced fine-tuning, keyframe floor 0.02", distil=TSD, train=BALANCED,
            frames={"kind": "fit", "threshold": 0.02}),
+    # The default before 2026-12-07: TSD alone (no classifier fine-tuning), keyframe threshold floor 0.06.
+    Method("tsd_plain", "TSD alone, keyframe floor 0.06 (the default before 2026-12-07)", distil=TSD, train=PLAIN,
+           frames={"kind": "fit", "threshold": 0.06}),
+    # Replay with the memory as it was before 2026-12-07 (keyframe threshold floor 0.06).
+    Method("replay_t06", "replay (CE only), keyframe floor 0.06", train=PLAIN, frames={"kind": "fit", "threshold": 0.06}),
     # The epoch kept chosen on the batch's held-out clips alone, as before 2026-12-07 (the memory not scored).
     Method("tsd_val_new", "TSD, epoch chosen on the batch's held-out clips alone", distil=TSD,
            train={"convergence": {"score_memory": False}}),
