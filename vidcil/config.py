@@ -214,7 +214,7 @@ class BalancedFinetuneParams(_Section):
     the batch + memory, with every class weighing the same in the loss (the classes kept by a few
     exemplars as much as the new ones with many clips; TCD's and EEIL's class-balanced fine-tuning)."""
 
-    steps: int = Field(0, ge=0)  # full-batch gradient steps; 0: off
+    steps: int = Field(50, ge=0)  # full-batch gradient steps; 0: off (the default before 2026-12-07)
     lr: float = Field(0.05, gt=0)
 
 
@@ -250,7 +250,7 @@ DistilKind, _distil_default = _plugin(
     DISTILLERS, {"kind": "tsd", "alpha": 0.5, "lam": 1.0, "pooling": "mean", "normalize": True,
                  "stages": ["layer4"]}, nullable=True)
 SelectionKind, _selection_default = _plugin(SELECTIONS, {"kind": "confidence"})
-FramesKind, _frames_default = _plugin(FRAME_POLICIES, {"kind": "fit", "threshold": 0.06, "frames": None})
+FramesKind, _frames_default = _plugin(FRAME_POLICIES, {"kind": "fit", "threshold": 0.02, "frames": None})
 
 
 class MemoryParams(_Section):

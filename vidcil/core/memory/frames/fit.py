@@ -32,7 +32,9 @@ from vidcil.core.registry import PluginConfig
 
 class FitConfig(PluginConfig):
     kind: Literal["fit"] = "fit"
-    threshold: float = Field(0.06, ge=0)  # RMS pixel difference in [0, 1] that makes a keyframe (the floor)
+    # RMS pixel difference in [0, 1] that makes a keyframe (the floor). 0.06 until 2026-12-07: a slowly moving
+    # digit was held too long (the champion right on 0.90 of its exemplars vs 1.00 at 0.02; README "Memory fidelity")
+    threshold: float = Field(0.02, ge=0)
     frames: int | None = Field(None, ge=1)  # most frames per exemplar video (fewer: more videos per class);
     # None: the frames the model samples per clip (model.num_segments)
     min_frames: int = Field(2, ge=1)  # quality and resolution give way before a video drops below this
@@ -54,7 +56,7 @@ def thin(keys: list[int], most: int) -> list[int]:
 class FitBudget:
     adapts = True
 
-    def __init__(self, threshold: float = 0.06, frames: int | None = None, min_frames: int = 2, max_threshold: float = 0.5,
+    def __init__(self, threshold: float = 0.02, frames: int | None = None, min_frames: int = 2, max_threshold: float = 0.5,
                  steps: int = 7, crf: list[int] | None = None, min_side: int = 16, *,
                  encoded_size: Callable[..., int], clip_frames: int = 8):
         frames = frames or clip_frames  # clip_frames: what the model samples per clip (model.num_segments)

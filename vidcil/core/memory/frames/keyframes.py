@@ -4,7 +4,8 @@ The first frame is a keyframe; a later frame becomes one when its L2 distance to
 keyframe is at least ``threshold``. The distance is the root-mean-square pixel difference in
 [0, 1] intensity (L2 norm / sqrt(number of values)), so one threshold suits any resolution.
 
-This is the default frame policy (``memory.frames: {kind: keyframes, threshold: 0.06}``).
+The default frame policy until 2026-12-04 (``memory.frames: {kind: keyframes, threshold: 0.06}``); it
+refuses a budget too small for one exemplar per class, where ``fit`` (the default now) adapts.
 """
 
 from __future__ import annotations
