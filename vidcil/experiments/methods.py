@@ -134,7 +134,7 @@ RIVALS: tuple[Method, ...] = (
     # Replay with the memory as it was before 2026-12-07 (keyframe threshold floor 0.06).
     Method("replay_t06", "replay (CE only), keyframe floor 0.06", train=PLAIN, frames={"kind": "fit", "threshold": 0.06}),
     # The epoch kept chosen on the batch's held-out clips alone, as before 2026-12-07 (the memory not scored).
-    Method("tsd_val_new", "TSD, epoch chosen on the batch's held-out clips alone", distil=TSD,
+    Method("tsd_val_new", "the default, epoch chosen on the batch's held-out clips alone", distil=TSD,
            train={"convergence": {"score_memory": False}}),
 )
 EXTENSIONS: tuple[Method, ...] = RIVALS + (
