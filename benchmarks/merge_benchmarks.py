@@ -77,12 +77,12 @@ def renamed(result: dict, rename: dict[str, str]) -> dict:
 
 def only_seeds(result: dict, seeds: list[int]) -> dict:
     """``result`` cut to ``seeds`` (its memory ablation left out); refused, naming them, if it lacks any."""
+    ablation = set(result.get("ablation", [])) | {a.name for a in ABLATIONS if result.get("ablation_seeds")}
     for m, by_seed in result["runs"].items():
         missing = [s for s in seeds if str(s) not in map(str, by_seed)]
-        if missing:
+        if missing and m not in ablation:  # the memory ablation ran on its own seeds; it is left out below
             raise ValueError(f"{m} did not run seed(s) {', '.join(map(str, missing))} (it ran "
                              f"{', '.join(map(str, by_seed))}): leave them out of --seeds")
-    ablation = set(result.get("ablation", [])) | {a.name for a in ABLATIONS if result.get("ablation_seeds")}
     runs = {m: {str(s): r for s, r in by_seed.items() if int(s) in seeds}
             for m, by_seed in result["runs"].items() if m not in ablation}
     return result | {"seeds": list(seeds), "ablation_seeds": [], "runs": runs}
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rename", nargs="+", default=[], metavar="OLD=NEW",
                     help="rows run under an earlier default, named for what they ran: e.g. tsd=tsd_plain")
     args = ap.parse_args(argv)
-    if bad := [r for r in args.rename if r.count("=") != 1]:
+    if bad := [r for r in args.rename if r.count("=") != 1 or not all(r.split("="))]:
         ap.error(f"--rename takes OLD=NEW, not {' '.join(bad)}")
     merged = merge([load(p) for p in args.inputs], args.seeds, dict(r.split("=") for r in args.rename))
     args.out.mkdir(parents=True, exist_ok=True)

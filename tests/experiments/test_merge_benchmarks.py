@@ -99,3 +99,20 @@ def test_a_row_run_under_an_earlier_default_is_renamed_and_a_5_seed_run_cut_to_3
         merge_benchmarks.merge([old_default], rename={"tsd": "tsd_old"})
     with pytest.raises(SystemExit):
         merge_benchmarks.main([str(tmp_path / "old"), "--rename", "tsd", "--out", str(tmp_path / "x")])
+
+
+def test_a_full_run_with_its_ablation_and_joint_can_be_cut_and_renamed(tmp_path):
+    curve = [[10, 0.5], [20, 0.9]]
+    full = _result({"tsd": {s: _run(0.9, 0.8) for s in range(3)}, "joint": {s: _run(0.95, 0.9) for s in range(3)},
+                    "replay": {s: _run(0.8, 0.3 + s / 100) for s in range(3)}, "mem_random": {0: _run(0.85, 0.7)}})
+    full["ablation_seeds"] = [0]
+    for r in full["runs"]["tsd"].values():
+        for b in r["batches"]:
+            b["curve"] = curve
+    cut = merge_benchmarks.merge([full], seeds=[0, 1])  # mem_random ran seed 0 only: left out, not refused
+    assert sorted(cut["runs"]) == ["joint", "replay", "tsd"] and cut["compute"]
+    renamed = merge_benchmarks.merge([full], rename={"tsd": "tsd_plain"})  # joint stays, with no default beside it
+    assert "tsd" not in renamed["runs"] and renamed["compute"] == []
+    md = (lambda out: (merge_benchmarks.write(cut, out), (out / "benchmark.md").read_text())[1])(tmp_path / "md")
+    paired = md[md.index("minus replay"):md.index("## Compute")]
+    assert "| the default (params.yaml)" in paired and "| +0.100 ± " in paired  # 0.9 - 0.8 on both seeds

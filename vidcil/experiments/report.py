@@ -46,10 +46,14 @@ def steps_to(curve: list[list[float]], target: float) -> int | None:
 
 
 def compute_comparison(runs: dict[str, dict[int, dict]]) -> list[dict]:
-    """Per later batch and seed: steps for distillation (tsd) and for retraining (joint) to reach joint - 2 points."""
+    """Per later batch and seed: steps for distillation (tsd) and for retraining (joint) to reach joint - 2 points
+    (seeds where the default did not run with its per-epoch curve are left out: e.g. a row renamed ``tsd``
+    that was run under another name, or ``tsd`` renamed for an earlier default)."""
     rows = []
     for seed, joint in runs.get("joint", {}).items():
-        tsd = runs["tsd"][seed]
+        tsd = runs.get("tsd", {}).get(seed)
+        if tsd is None or not any(b.get("curve") for b in tsd["batches"][1:]):
+            continue
         for k in range(1, len(joint["batches"])):
             target = joint["batches"][k]["accuracy_all_seen"] - TARGET_STEP_MARGIN
             distil, retrain = steps_to(tsd["batches"][k]["curve"], target), steps_to(joint["batches"][k]["curve"], target)
