@@ -135,3 +135,25 @@ def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, m
     assert "## Memory ablation" in table and "| confident videos -> fit, at most 2 frames per video |" in table
     with pytest.raises(ValueError, match="unknown methods \\['nope'\\]"):
         run_benchmark(params, tmp_path / "out2", landing=landing, quick=True, methods=["nope"])
+
+
+
+
+def test_a_row_learns_the_same_whatever_ran_before_it_and_whether_it_is_measured_every_epoch(tmp_path, monkeypatch):
+    # tsd_balanced_t02 is the default's params spelled out: it runs after tsd, and only tsd is measured after
+    # every epoch (CURVES). Both used to move the global RNG (the new classes' rows, dropout) and so the result.
+    import vidcil.experiments.benchmark as bench
+
+    def two_epochs(params):  # a later batch trains on after a measured epoch (quick: 1 epoch, nothing after)
+        quick = quick_params(params)
+        return quick.model_copy(update={"train": quick.train.model_copy(update={"epochs": 2})})
+
+    monkeypatch.setattr(bench, "quick_params", two_epochs)
+    monkeypatch.chdir(tmp_path)
+    params = Params()
+    landing = bundled_stream(quick_params(params), True, tmp_path / "landing")
+    result = run_benchmark(params, tmp_path / "out", landing=landing, quick=True, methods=["tsd", "tsd_balanced_t02"])
+    measured, plain = result["runs"]["tsd"][0], result["runs"]["tsd_balanced_t02"][0]
+    assert any(b["curve"] for b in measured["batches"][1:]) and not any(b["curve"] for b in plain["batches"])
+    assert measured["matrix"] == plain["matrix"]
+    assert [b["steps"] for b in measured["batches"]] == [b["steps"] for b in plain["batches"]]

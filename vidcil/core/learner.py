@@ -69,6 +69,7 @@ def make_student(teacher: VideoRecognizer | None, num_classes: int, *, model, me
     arch = student.arch if student is not None and student.arch else teacher.arch
     reuse = bool(student is not None and student.reuse_encoder)
     if arch == teacher.arch:
+        torch.manual_seed(seed)  # the new classes' classifier rows: the same whatever ran before in this process
         made = widened_student(teacher, num_classes)
     else:
         head = teacher.head_config.model_dump()

@@ -207,7 +207,10 @@ class BenchmarkRunner:
         def epoch_done(epoch, row):
             if curve is not None:  # accuracy after every epoch, for steps-to-target (not training time)
                 start = time.perf_counter()
-                curve.append((row["steps"], self.evaluate(student, k)[1]))
+                # Measuring must not change what is learnt: a DataLoader draws its base seed from torch's
+                # global generator, which dropout draws from too; the state is put back afterwards.
+                with torch.random.fork_rng(devices=[]):
+                    curve.append((row["steps"], self.evaluate(student, k)[1]))
                 student.train()
                 self.measuring += time.perf_counter() - start
             if on_epoch:
