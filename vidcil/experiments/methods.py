@@ -47,8 +47,7 @@ class Method:
             "replay": self.replay, "selection": self.selection,
             "budget_bytes": int(base.memory.budget_bytes * self.budget_factor)}
         if self.frames is not None:  # over the base's (a policy of another kind replaces it)
-            given = memory["frames"]
-            memory["frames"] = _merged(given, self.frames) if self.frames["kind"] == given["kind"] else self.frames
+            memory = _merged(memory, {"frames": self.frames})
         dump = base.model_dump()
         sections = {k: _merged(dump[k], getattr(self, k)) for k in ("model", "student", "train") if getattr(self, k)}
         return Params.model_validate(dump | {"distil": distil, "memory": memory} | sections,
