@@ -137,8 +137,6 @@ def test_further_methods_run_as_the_pipeline_would_with_their_params(tmp_path, m
         run_benchmark(params, tmp_path / "out2", landing=landing, quick=True, methods=["nope"])
 
 
-
-
 def test_a_row_learns_the_same_whatever_ran_before_it_and_whether_it_is_measured_every_epoch(tmp_path, monkeypatch):
     # tsd_balanced_t02 is the default's params spelled out: it runs after tsd, and only tsd is measured after
     # every epoch (CURVES). Both used to move the global RNG (the new classes' rows, dropout) and so the result.
